@@ -1,0 +1,325 @@
+"""DRAW: a recurrent variational auto-encoder that draws through attention (Gregor et al. 2015).
+
+For t = 1..T, with c_0, h^enc_0 and h^dec_0 learned:
+    x̂_t = x − σ(c_{t−1})                              (eq. 3)
+    r_t = read(x, x̂_t, h^dec_{t−1})                    (eq. 4)
+    h^enc_t = RNN^enc(h^enc_{t−1}, [r_t, h^dec_{t−1}])  (eq. 5)
+    z_t ~ Q(Z_t | h^enc_t)                             (eq. 6)
+    h^dec_t = RNN^dec(h^dec_{t−1}, z_t)                (eq. 7)
+    c_t = c_{t−1} + write(h^dec_t)                     (eq. 8)
+The loss is the negative ELBO L^x + L^z in nats per image (eqs. 9-12); generation runs the decoder
+alone from z̃_t ~ N(0, I) and returns the mean image σ(c̃_T) (eqs. 13-16).
+
+The T steps run as one symbolic loop (`keras.ops.scan`), not unrolled in Python, so tracing does
+not grow with T. All the noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh
+for every step and image (pitfall 4), and the passes are deterministic functions of it.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_draw import loop, losses, presets
+from keras_draw.layers import AttentiveRead, AttentiveWrite, GaussianLatent, Read, Write
+from keras_draw.layers.validation import check_grid_size, check_positive
+
+
+@keras.saving.register_keras_serializable(package="keras_draw")
+class Draw(keras.Model):
+    """The DRAW network, trained with `fit` on batches of images in [0, 1] (no labels).
+
+    Args:
+        image_height, image_width, channels: B, A and the number of colour channels.
+        num_steps: T, the number of glimpses.
+        encoder_units, decoder_units: sizes of the encoder and decoder LSTMs.
+        latent_dim: |z|, the size of each step's latent.
+        read_n, write_n: N of the read and write grids (ignored without attention).
+        attention: attentive read and write (eqs. 19-29), or the whole image (eqs. 17-18).
+        clip_norm: clip the gradients to this global norm in `train_step`; None or 0 disables.
+        seed: seed of the noise of training and of `generate` without a seed.
+    """
+
+    def __init__(
+        self,
+        image_height=28,
+        image_width=28,
+        channels=1,
+        num_steps=64,
+        encoder_units=256,
+        decoder_units=256,
+        latent_dim=100,
+        read_n=2,
+        write_n=5,
+        attention=True,
+        clip_norm=10.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive(
+            image_height=image_height,
+            image_width=image_width,
+            channels=channels,
+            num_steps=num_steps,
+            encoder_units=encoder_units,
+            decoder_units=decoder_units,
+            latent_dim=latent_dim,
+        )
+        if clip_norm is not None and not clip_norm >= 0:
+            raise ValueError(f"`clip_norm` must be positive or None. Received: clip_norm={clip_norm}")
+        if attention:
+            check_grid_size("read_n", read_n, image_height, image_width)
+            check_grid_size("write_n", write_n, image_height, image_width)
+        # === Layers ===
+        shape = (image_height, image_width, channels)
+        if attention:
+            self.reader = AttentiveRead(*shape, read_n, name="read")
+            self.writer = AttentiveWrite(*shape, write_n, name="write")
+        else:
+            self.reader = Read(name="read")
+            self.writer = Write(*shape, name="write")
+        self.encoder = keras.layers.LSTMCell(encoder_units, name="encoder")
+        self.latent = GaussianLatent(latent_dim, name="latent")
+        self.decoder = keras.layers.LSTMCell(decoder_units, name="decoder")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # === Config ===
+        self.image_height = image_height
+        self.image_width = image_width
+        self.channels = channels
+        self.num_steps = num_steps
+        self.encoder_units = encoder_units
+        self.decoder_units = decoder_units
+        self.latent_dim = latent_dim
+        self.read_n = read_n
+        self.write_n = write_n
+        self.attention = bool(attention)
+        self.clip_norm = clip_norm
+        self.seed = seed
+        # === Metrics ===
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.build((None, *shape))
+
+    @classmethod
+    def from_preset(cls, name, weights=None, **overrides):
+        """A DRAW with a named configuration (see `keras_draw.presets`), any argument overridden."""
+        return presets.build(cls, name, weights=weights, **overrides)
+
+    @property
+    def image_shape(self):
+        return (self.image_height, self.image_width, self.channels)
+
+    # === Building ===
+
+    def build(self, input_shape=None):
+        if self.attention:
+            read_dim = 2 * self.read_n * self.read_n * self.channels
+        else:
+            read_dim = 2 * self.image_height * self.image_width * self.channels
+        x_shape = (None, *self.image_shape)
+        self.reader.build(x_shape, x_shape, (None, self.decoder_units))
+        self.encoder.build((None, read_dim + self.decoder_units))
+        self.latent.build((None, self.encoder_units))
+        self.decoder.build((None, self.latent_dim))
+        self.writer.build((None, self.decoder_units))
+        # c_0, h^enc_0 and h^dec_0 are learned biases, not zeros (pitfall 6); the LSTM cell
+        # states start from learned biases too.
+        self.c_0 = self.add_weight(shape=self.image_shape, initializer="zeros", name="c_0")
+        self.h_enc_0 = self.add_weight(shape=(self.encoder_units,), initializer="zeros", name="h_enc_0")
+        self.cell_enc_0 = self.add_weight(shape=(self.encoder_units,), initializer="zeros", name="cell_enc_0")
+        self.h_dec_0 = self.add_weight(shape=(self.decoder_units,), initializer="zeros", name="h_dec_0")
+        self.cell_dec_0 = self.add_weight(shape=(self.decoder_units,), initializer="zeros", name="cell_dec_0")
+
+    def _initial(self, weight, batch_size):
+        return ops.broadcast_to(weight, (batch_size, *weight.shape))
+
+    # === The steps of the algorithm ===
+
+    def sample_noise(self, batch_size, seed=None):
+        """ε ~ N(0, I) for every step and image, (batch, T, latent_dim); an int seed repeats it."""
+        shape = (batch_size, self.num_steps, self.latent_dim)
+        return keras.random.normal(shape, seed=self.seed_generator if seed is None else seed)
+
+    def _decode_step(self, c_prev, h_dec_prev, cell_dec_prev, z):
+        h_dec, (_, cell_dec) = self.decoder(z, [h_dec_prev, cell_dec_prev])  # eq. 7 (or 14)
+        if self.attention:
+            update, write_window = self.writer(h_dec)  # eqs. 28-29
+        else:
+            update, write_window = self.writer(h_dec), None  # eq. 18
+        c = c_prev + update  # eq. 8 (or 15)
+        return c, h_dec, cell_dec, write_window
+
+    def infer(self, x, epsilon, return_sequence=False):
+        """The inference pass (eqs. 3-8) for images x and noise ε of shape (batch, T, |z|).
+
+        Returns a dict: `canvas` c_T (logits, (batch, B, A, C)), `mu`, `log_sigma` and `z` of
+        every step ((batch, T, |z|)); with `return_sequence`, also `canvases` σ(c_t) of every
+        step ((batch, T, B, A, C)) and, with attention, `read_window` and `write_window`
+        ((batch, T, 5), ordered as `keras_draw.layers.attention_window.WINDOW_PARAMETERS`).
+        """
+        batch_size = ops.shape(x)[0]
+        state = (
+            self._initial(self.c_0, batch_size),
+            self._initial(self.h_enc_0, batch_size),
+            self._initial(self.cell_enc_0, batch_size),
+            self._initial(self.h_dec_0, batch_size),
+            self._initial(self.cell_dec_0, batch_size),
+        )
+
+        def step(state, epsilon_t):
+            c_prev, h_enc_prev, cell_enc_prev, h_dec_prev, cell_dec_prev = state
+            x_hat = x - ops.sigmoid(c_prev)  # eq. 3
+            if self.attention:
+                r, read_window = self.reader(x, x_hat, h_dec_prev)  # eq. 4 via eq. 27
+            else:
+                r, read_window = self.reader(x, x_hat, h_dec_prev), None  # eq. 4 via eq. 17
+            encoder_input = ops.concatenate([r, h_dec_prev], axis=-1)
+            h_enc, (_, cell_enc) = self.encoder(encoder_input, [h_enc_prev, cell_enc_prev])  # eq. 5
+            z, mu, log_sigma = self.latent(h_enc, epsilon_t)  # eq. 6
+            c, h_dec, cell_dec, write_window = self._decode_step(c_prev, h_dec_prev, cell_dec_prev, z)  # eqs. 7-8
+            outputs = {"mu": mu, "log_sigma": log_sigma, "z": z}
+            if return_sequence:
+                outputs["canvases"] = ops.sigmoid(c)
+                if self.attention:
+                    outputs.update(read_window=read_window, write_window=write_window)
+            return (c, h_enc, cell_enc, h_dec, cell_dec), outputs
+
+        names = ["mu", "log_sigma", "z"]
+        if return_sequence:
+            names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
+        final, outputs = loop.scan(step, state, ops.moveaxis(epsilon, 1, 0), names)  # (T, batch, |z|)
+        outputs = {k: ops.moveaxis(v, 0, 1) for k, v in outputs.items()}  # to (batch, T, ...)
+        outputs["canvas"] = final[0]
+        return outputs
+
+    def decode(self, epsilon, return_sequence=False):
+        """Generation (eqs. 13-16) from noise ε of shape (batch, T, |z|), z̃_t = ε_t ~ N(0, I).
+
+        Returns a dict: `images`, the mean σ(c̃_T) of D(X | c̃_T) (eq. 16: the mean, not a
+        sample), shape (batch, B, A, C) in [0, 1]; with `return_sequence`, also `canvases` σ(c̃_t)
+        of every step and, with attention, `write_window`.
+        """
+        batch_size = ops.shape(epsilon)[0]
+        state = (
+            self._initial(self.c_0, batch_size),
+            self._initial(self.h_dec_0, batch_size),
+            self._initial(self.cell_dec_0, batch_size),
+        )
+
+        def step(state, z):  # z̃_t ~ P(Z_t), eq. 13
+            c, h_dec, cell_dec, write_window = self._decode_step(*state, z)  # eqs. 14-15
+            outputs = {}
+            if return_sequence:
+                outputs["canvases"] = ops.sigmoid(c)
+                if self.attention:
+                    outputs["write_window"] = write_window
+            return (c, h_dec, cell_dec), outputs
+
+        names = []
+        if return_sequence:
+            names = ["canvases", "write_window"] if self.attention else ["canvases"]
+        final, outputs = loop.scan(step, state, ops.moveaxis(epsilon, 1, 0), names)
+        outputs = {k: ops.moveaxis(v, 0, 1) for k, v in outputs.items()}
+        outputs["images"] = ops.sigmoid(final[0])  # eq. 16
+        return outputs
+
+    def negative_elbo(self, x, epsilon=None):
+        """Per-image `loss` = `reconstruction_loss` (L^x, eq. 9) + `kl_loss` (L^z, eqs. 10-11).
+
+        One z sample per step per image (eq. 12); ε is drawn afresh unless given.
+        """
+        if epsilon is None:
+            epsilon = self.sample_noise(ops.shape(x)[0])
+        outputs = self.infer(x, epsilon)
+        reconstruction_loss = losses.distortion(x, outputs["canvas"])  # eq. 9
+        kl_loss = losses.rate(outputs["mu"], outputs["log_sigma"])  # eqs. 10-11
+        loss = reconstruction_loss + kl_loss  # eq. 12
+        return {"loss": loss, "reconstruction_loss": reconstruction_loss, "kl_loss": kl_loss}
+
+    # === Public conveniences ===
+
+    def call(self, x, training=False):
+        """The mean reconstruction σ(c_T) of a batch of images, with fresh noise."""
+        return ops.sigmoid(self.infer(x, self.sample_noise(ops.shape(x)[0]))["canvas"])
+
+    def generate(self, num_images, seed=None):
+        """`num_images` generated images, (num_images, B, A, C) in [0, 1] (eqs. 13-16)."""
+        return self.decode(self.sample_noise(num_images, seed))["images"]
+
+    def generate_sequence(self, num_images, seed=None):
+        """Generation with every step's canvas and write window (see `decode`)."""
+        return self.decode(self.sample_noise(num_images, seed), return_sequence=True)
+
+    def reconstruct(self, x, seed=None):
+        """Mean reconstructions σ(c_T) of images x (batch, B, A, C)."""
+        x = self._check_images(x)
+        return ops.sigmoid(self.infer(x, self.sample_noise(ops.shape(x)[0], seed))["canvas"])
+
+    def reconstruct_sequence(self, x, seed=None):
+        """The inference pass with every step's canvas and windows (see `infer`)."""
+        x = self._check_images(x)
+        return self.infer(x, self.sample_noise(ops.shape(x)[0], seed), return_sequence=True)
+
+    # === Training ===
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+    def _check_images(self, data):
+        """The images of a batch (labels dropped), after a check of their static shape."""
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        x = ops.convert_to_tensor(x, dtype="float32")
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"Expected images of shape (batch, {self.image_height}, {self.image_width}, "
+                f"{self.channels}). Received: shape={tuple(x.shape)}"
+            )
+        return x
+
+    def _update_metrics(self, terms):
+        self.loss_tracker.update_state(terms["loss"])
+        self.reconstruction_loss_tracker.update_state(terms["reconstruction_loss"])
+        self.kl_loss_tracker.update_state(terms["kl_loss"])
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x = self._check_images(data)
+        with tf.GradientTape() as tape:
+            terms = self.negative_elbo(x)
+            # Divided by the replicas, whose gradients tf.distribute sums (as Keras' own losses do).
+            loss = ops.mean(terms["loss"]) / tf.distribute.get_strategy().num_replicas_in_sync
+        gradients = tape.gradient(loss, self.trainable_weights)
+        if self.clip_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_metrics(terms)
+
+    def test_step(self, data):
+        return self._update_metrics(self.negative_elbo(self._check_images(data)))
+
+    def compile(self, optimizer="adam", **kwargs):
+        """`keras.Model.compile`, with XLA off by default on CPU (it is slower there)."""
+        kwargs.setdefault("jit_compile", bool(tf.config.list_logical_devices("GPU")))
+        super().compile(optimizer=optimizer, **kwargs)
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_height=self.image_height,
+            image_width=self.image_width,
+            channels=self.channels,
+            num_steps=self.num_steps,
+            encoder_units=self.encoder_units,
+            decoder_units=self.decoder_units,
+            latent_dim=self.latent_dim,
+            read_n=self.read_n,
+            write_n=self.write_n,
+            attention=self.attention,
+            clip_norm=self.clip_norm,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,67 @@
+"""The attention window's parameters from the decoder state (eqs. 21-24)."""
+
+import keras
+from keras import ops
+
+from keras_draw.layers.validation import check_grid_size
+
+# Bound on log σ², log δ̃ and log γ before they are exponentiated. A deviation from the paper,
+# which leaves them unbounded: exp(±10) already spans any useful variance, stride or intensity,
+# and the bound keeps exp() finite (no inf, no NaN) when a weight blows up.
+LOG_PARAMETER_LIMIT = 10.0
+
+# The order of the parameters in the (batch, 5) window tensor this layer returns.
+WINDOW_PARAMETERS = ("g_x", "g_y", "delta", "sigma2", "gamma")
+
+
+@keras.saving.register_keras_serializable(package="keras_draw")
+class AttentionWindow(keras.layers.Layer):
+    """Maps h^dec to the window (g_X, g_Y, δ, σ², γ) of an N×N grid of Gaussian filters.
+
+    (g̃_X, g̃_Y, log σ², log δ̃, log γ) = W(h^dec)         (eq. 21)
+    g_X = (A + 1)/2 (g̃_X + 1),  g_Y = (B + 1)/2 (g̃_Y + 1)   (eqs. 22-23)
+    δ = (max(A, B) − 1)/(N − 1) δ̃                         (eq. 24)
+
+    Returns a (batch, 5) tensor ordered as `WINDOW_PARAMETERS`; `unpack_window` splits it.
+    """
+
+    def __init__(self, image_height, image_width, n, **kwargs):
+        super().__init__(**kwargs)
+        check_grid_size("n", n, image_height, image_width)
+        # === Layers ===
+        self.dense = keras.layers.Dense(5, name="window")  # W of eq. 21
+        # === Config ===
+        self.image_height = image_height
+        self.image_width = image_width
+        self.n = n
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, h_dec):
+        params = self.dense(h_dec)  # eq. 21, (batch, 5)
+        g_x_tilde, g_y_tilde, log_sigma2, log_delta_tilde, log_gamma = ops.unstack(params, 5, axis=-1)
+        log_sigma2, log_delta_tilde, log_gamma = (
+            ops.clip(v, -LOG_PARAMETER_LIMIT, LOG_PARAMETER_LIMIT)
+            for v in (log_sigma2, log_delta_tilde, log_gamma)
+        )
+        g_x = (self.image_width + 1) / 2.0 * (g_x_tilde + 1.0)  # eq. 22 (float, pitfall 8)
+        g_y = (self.image_height + 1) / 2.0 * (g_y_tilde + 1.0)  # eq. 23
+        stride_scale = (max(self.image_height, self.image_width) - 1) / (self.n - 1.0)
+        delta = stride_scale * ops.exp(log_delta_tilde)  # eq. 24
+        sigma2 = ops.exp(log_sigma2)
+        gamma = ops.exp(log_gamma)
+        return ops.stack([g_x, g_y, delta, sigma2, gamma], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 5)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_height=self.image_height, image_width=self.image_width, n=self.n)
+        return config
+
+
+def unpack_window(window):
+    """Splits a (..., 5) window tensor into g_x, g_y, delta, sigma2, gamma."""
+    return ops.unstack(window, 5, axis=-1)

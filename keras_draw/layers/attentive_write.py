@@ -1,0 +1,61 @@
+"""Attentive write (eqs. 19-26, 28-29)."""
+
+import keras
+from keras import ops
+
+from keras_draw.filterbank import filterbank
+from keras_draw.layers.attention_window import AttentionWindow, unpack_window
+
+
+def write_patch(w, f_x, f_y, gamma):
+    """(1/γ) F_Yᵀ w F_X for every channel (eq. 29): (batch, N, N, C) → (batch, B, A, C)."""
+    image = ops.einsum("bnh,bnmc,bmw->bhwc", f_y, w, f_x)  # F_Yᵀ w F_X per channel
+    return image / gamma[:, None, None, None]
+
+
+@keras.saving.register_keras_serializable(package="keras_draw")
+class AttentiveWrite(keras.layers.Layer):
+    """write(h^dec_t) = (1/γ̂) F̂_Yᵀ w_t F̂_X, with w_t = W(h^dec_t) an N×N patch (eqs. 28-29).
+
+    The window (eqs. 21-24) has its own parameters, apart from the read's; the same filters
+    write every colour channel. Returns the canvas update, shape (batch, B, A, C), and the
+    window, shape (batch, 5).
+    """
+
+    def __init__(self, image_height, image_width, channels, n, **kwargs):
+        super().__init__(**kwargs)
+        # === Layers ===
+        self.patch = keras.layers.Dense(n * n * channels, name="patch")  # W of eq. 28
+        self.window = AttentionWindow(image_height, image_width, n, name="write_window")
+        # === Config ===
+        self.image_height = image_height
+        self.image_width = image_width
+        self.channels = channels
+        self.n = n
+
+    def build(self, h_dec_shape):
+        self.patch.build(h_dec_shape)
+        self.window.build(h_dec_shape)
+
+    def call(self, h_dec):
+        w = ops.reshape(self.patch(h_dec), (-1, self.n, self.n, self.channels))  # eq. 28
+        window = self.window(h_dec)  # eqs. 21-24 with ĝ, δ̂, σ̂², γ̂
+        g_x, g_y, delta, sigma2, gamma = unpack_window(window)
+        f_x, f_y = filterbank(
+            g_x, g_y, delta, sigma2, self.n, self.image_height, self.image_width
+        )  # eqs. 19-26
+        return write_patch(w, f_x, f_y, gamma), window  # eq. 29
+
+    def compute_output_shape(self, h_dec_shape):
+        image_shape = (h_dec_shape[0], self.image_height, self.image_width, self.channels)
+        return image_shape, (h_dec_shape[0], 5)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_height=self.image_height,
+            image_width=self.image_width,
+            channels=self.channels,
+            n=self.n,
+        )
+        return config

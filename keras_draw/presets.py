@@ -1,0 +1,45 @@
+"""Named configurations of DRAW: the paper's Table 3, and small ones for demos and tests.
+
+Each preset is a dict of `Draw` arguments. The image shape in a preset is its dataset's; the
+training entry point always takes the image shape from the dataset it trains on.
+"""
+
+MNIST_SHAPE = {"image_height": 28, "image_width": 28, "channels": 1}
+COLOUR_32_SHAPE = {"image_height": 32, "image_width": 32, "channels": 3}
+
+PRESETS = {
+    # Table 3: MNIST generation.
+    "mnist": {**MNIST_SHAPE, "num_steps": 64, "encoder_units": 256, "decoder_units": 256,
+              "latent_dim": 100, "read_n": 2, "write_n": 5, "attention": True},
+    # Table 2: the same network without attention (eqs. 17-18).
+    "mnist_no_attention": {**MNIST_SHAPE, "num_steps": 64, "encoder_units": 256,
+                           "decoder_units": 256, "latent_dim": 100, "attention": False},
+    # Table 3: SVHN generation, on tfds svhn_cropped (32×32×3, not the paper's 54×54 crops).
+    "svhn": {**COLOUR_32_SHAPE, "num_steps": 32, "encoder_units": 800, "decoder_units": 800,
+             "latent_dim": 100, "read_n": 12, "write_n": 12, "attention": True},
+    # Table 3: CIFAR-10 generation.
+    "cifar10": {**COLOUR_32_SHAPE, "num_steps": 64, "encoder_units": 400, "decoder_units": 400,
+                "latent_dim": 200, "read_n": 5, "write_n": 5, "attention": True},
+    # Small and fast: `python train.py` draws recognisable digits with it in minutes on a CPU.
+    "demo": {**MNIST_SHAPE, "num_steps": 16, "encoder_units": 128, "decoder_units": 128,
+             "latent_dim": 16, "read_n": 2, "write_n": 5, "attention": True},
+    # For unit tests: seconds to build and train.
+    "tiny": {**MNIST_SHAPE, "num_steps": 3, "encoder_units": 16, "decoder_units": 16,
+             "latent_dim": 4, "read_n": 2, "write_n": 3, "attention": True},
+}
+
+
+def get(name):
+    """The arguments of preset `name` (a copy); an unknown name lists the known ones."""
+    if name not in PRESETS:
+        known = ", ".join(PRESETS)
+        raise ValueError(f"Unknown preset: {name!r}. Supported: {known}. Received: preset={name!r}")
+    return dict(PRESETS[name])
+
+
+def build(cls, name, weights=None, **overrides):
+    """`cls(**preset, **overrides)`; `weights`, a path to a `.weights.h5` file, is then loaded."""
+    model = cls(**{**get(name), **overrides})
+    if weights is not None:
+        model.load_weights(weights)
+    return model

@@ -1,0 +1,46 @@
+"""The files of a training run's output directory, and the callbacks that write them."""
+
+import os
+
+import keras
+
+from keras_draw.files import atomic_path
+
+
+class RunFiles:
+    """Paths in a run's output directory.
+
+    model.keras          the trained model (`keras.saving.load_model` loads it)
+    config.json          the run's options and the model's configuration
+    metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats
+    test_metrics.json    the same three on the test split after training
+    logs/                TensorBoard logs
+    samples.png          64 generated images
+    reconstructions.png  test images (odd rows) over their reconstructions (even rows)
+    backup/              the latest epoch's state, for resuming an interrupted run
+    """
+
+    def __init__(self, output_dir):
+        self.output_dir = output_dir
+        self.model = os.path.join(output_dir, "model.keras")
+        self.config = os.path.join(output_dir, "config.json")
+        self.metrics = os.path.join(output_dir, "metrics.csv")
+        self.test_metrics = os.path.join(output_dir, "test_metrics.json")
+        self.logs = os.path.join(output_dir, "logs")
+        self.samples = os.path.join(output_dir, "samples.png")
+        self.reconstructions = os.path.join(output_dir, "reconstructions.png")
+        self.backup = os.path.join(output_dir, "backup")
+
+    def create(self):
+        os.makedirs(self.output_dir, exist_ok=True)
+
+    def callbacks(self):
+        return [
+            keras.callbacks.BackupAndRestore(self.backup),
+            keras.callbacks.CSVLogger(self.metrics, append=True),
+            keras.callbacks.TensorBoard(self.logs),
+        ]
+
+    def save_model(self, model):
+        with atomic_path(self.model) as temporary:
+            model.save(temporary)

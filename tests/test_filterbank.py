@@ -1,0 +1,62 @@
+"""The attention filterbank (eqs. 19-26) on inputs small enough to check by hand."""
+
+import numpy as np
+import pytest
+
+from keras_draw.filterbank import axis_filterbank, filter_centres, filterbank, grid_offsets
+
+
+def as_batch(*values):
+    return [np.array([v], dtype=np.float32) for v in values]
+
+
+def test_grid_offsets_are_one_based_and_centred():
+    # eq. 19 with i = 1..N: offsets i − N/2 − 0.5 are symmetric about 0 (pitfall 1).
+    np.testing.assert_allclose(grid_offsets(2), [-0.5, 0.5])
+    np.testing.assert_allclose(grid_offsets(3), [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(grid_offsets(5), [-2.0, -1.0, 0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 12])
+def test_filter_centres_are_delta_apart_and_average_to_g(n):
+    g, delta = as_batch(7.3, 1.7)
+    mu = np.asarray(filter_centres(g, delta, n))[0]
+    np.testing.assert_allclose(np.diff(mu), np.full(n - 1, 1.7), rtol=1e-5)
+    np.testing.assert_allclose(mu.mean(), 7.3, rtol=1e-6)
+
+
+def test_filter_rows_sum_to_one():
+    g_x, g_y, delta, sigma2 = as_batch(4.0, 2.5, 1.2, 0.8)
+    f_x, f_y = filterbank(g_x, g_y, delta, sigma2, 3, image_height=6, image_width=9)
+    assert f_x.shape == (1, 3, 9) and f_y.shape == (1, 3, 6)  # (batch, N, A), (batch, N, B)
+    np.testing.assert_allclose(np.sum(f_x, axis=-1), np.ones((1, 3)), rtol=1e-6)
+    np.testing.assert_allclose(np.sum(f_y, axis=-1), np.ones((1, 3)), rtol=1e-6)
+
+
+def test_filters_match_eq_25_by_hand():
+    # N = 2, g = 3, δ = 1: centres 2.5 and 3.5 on pixels a = 1..5; σ² = 2 so 2σ² = 4.
+    g, delta, sigma2 = as_batch(3.0, 1.0, 2.0)
+    f = np.asarray(axis_filterbank(g, delta, sigma2, 2, 5))[0]
+    a = np.arange(1, 6)
+    for row, mu in zip(f, (2.5, 3.5)):
+        expected = np.exp(-((a - mu) ** 2) / 4.0)  # exp(−(a − μ)² / (2σ²)), pitfall 2
+        np.testing.assert_allclose(row, expected / expected.sum(), rtol=1e-5)
+
+
+def test_filter_mass_centres_lie_on_the_grid():
+    # Narrow filters far from the border: each row's centre of mass is its μ^i, so the
+    # filterbank itself (not only filter_centres) averages to g.
+    g_x, g_y, delta, sigma2 = as_batch(15.0, 10.0, 2.0, 0.3)
+    f_x, f_y = filterbank(g_x, g_y, delta, sigma2, 4, image_height=20, image_width=30)
+    for f, g, size in ((f_x, 15.0, 30), (f_y, 10.0, 20)):
+        a = np.arange(1, size + 1)
+        centres = np.asarray(f)[0] @ a
+        np.testing.assert_allclose(centres, g + np.array([-3.0, -1.0, 1.0, 3.0]), atol=1e-4)
+
+
+def test_underflowing_filters_stay_finite():
+    # σ² tiny and the window off the image: every weight underflows; the epsilon guard keeps
+    # the rows finite (zero) instead of 0/0.
+    g_x, g_y, delta, sigma2 = as_batch(-50.0, -50.0, 1.0, 1e-6)
+    f_x, f_y = filterbank(g_x, g_y, delta, sigma2, 2, image_height=5, image_width=5)
+    assert np.all(np.isfinite(f_x)) and np.all(np.isfinite(f_y))

@@ -1,0 +1,53 @@
+"""Train DRAW: `python train.py` (the demo network on the bundled MNIST) or with flags.
+
+A thin command line over `keras_draw.training.train`, which takes the same options. A bad option
+exits with status 2 and a one-line message, before anything is written.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+
+def parse_args(argv, defaults):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=defaults.dataset,
+                        help="mnist (bundled), binarized_mnist, svhn or cifar10 (default: %(default)s)")
+    parser.add_argument("--preset", default=defaults.preset,
+                        help="mnist, mnist_no_attention, svhn, cifar10, demo or tiny (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training split")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--num-steps", type=int, default=None, help="T (default: the preset's)")
+    parser.add_argument("--read-n", type=int, default=None, help="read grid N (default: the preset's)")
+    parser.add_argument("--write-n", type=int, default=None, help="write grid N (default: the preset's)")
+    parser.add_argument("--no-attention", action="store_true", help="read and write whole images (eqs. 17-18)")
+    parser.add_argument("--latent-dim", type=int, default=None, help="|z| (default: the preset's)")
+    parser.add_argument("--units", type=int, default=None, help="LSTM units, encoder and decoder (default: the preset's)")
+    parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm, help="global gradient norm; 0 turns clipping off")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    parser.add_argument("--manual-dir", default=None, help="folder holding the dataset's original download files")
+    parser.add_argument("--output-dir", default=None, help="default: runs/DATASET")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    from keras_draw.datasets import DatasetUnavailableError
+    from keras_draw.training import TrainOptions, train
+
+    args = parse_args(argv, TrainOptions())
+    try:
+        train(**vars(args))
+    except (ValueError, DatasetUnavailableError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
