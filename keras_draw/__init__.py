@@ -3,7 +3,8 @@
 from keras_draw import datasets, layers, losses, presets
 from keras_draw.draw import Draw
 from keras_draw.filterbank import filterbank
+from keras_draw.training import train
 
 __version__ = "0.1.0"
 
-__all__ = ["Draw", "datasets", "filterbank", "layers", "losses", "presets"]
+__all__ = ["Draw", "datasets", "filterbank", "layers", "losses", "presets", "train"]

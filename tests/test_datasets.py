@@ -1,0 +1,190 @@
+"""Tests for keras_draw.datasets: offline, against the bundled MNIST and tfds mock data."""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_draw import datasets
+
+
+def first_batches(ds, count=3):
+    """The first `count` batches of `ds`, concatenated into one numpy array."""
+    return np.concatenate([batch.numpy() for batch in ds.take(count)])
+
+
+def num_images(ds):
+    return sum(int(batch.shape[0]) for batch in ds)
+
+
+# --- mnist: dynamic binarization of the bundled MNIST files ---
+
+
+def test_mnist_element_spec(mnist_data_dir):
+    for ds in datasets.load("mnist", data_dir=mnist_data_dir):
+        assert ds.element_spec == tf.TensorSpec((None, 28, 28, 1), tf.float32)
+    assert datasets.image_shape("mnist") == (28, 28, 1)
+
+
+def test_mnist_split_sizes(mnist_data_dir):
+    train, validation, test = datasets.load("mnist", 1000, data_dir=mnist_data_dir)
+    assert train.cardinality() == 50  # 50,000 images
+    assert num_images(validation) == 10_000
+    assert num_images(test) == 10_000
+
+
+def test_mnist_validation_is_tfds_train_from_50000_on(mnist_data_dir):
+    _, validation, _ = datasets.load("mnist", 1, data_dir=mnist_data_dir, greyscale=True)
+    raw = tfds.builder("mnist", data_dir=mnist_data_dir).as_dataset(split="train[50000:50001]")
+    expected = next(iter(raw))["image"].numpy() / 255.0
+    np.testing.assert_allclose(next(iter(validation))[0], expected, atol=1e-7)
+
+
+def test_mnist_train_is_binary_and_fresh_every_epoch(mnist_data_dir):
+    # shuffle_buffer=1 keeps the order, so any difference comes from the binarization.
+    train, _, _ = datasets.load("mnist", data_dir=mnist_data_dir, seed=7, shuffle_buffer=1)
+    epoch_1, epoch_2 = first_batches(train), first_batches(train)
+    assert set(np.unique(epoch_1)) == {0.0, 1.0}
+    assert not np.array_equal(epoch_1, epoch_2)
+    # Pixels that are 0 in the greyscale image stay 0, so the epochs agree on most of them.
+    assert 0.0 < np.mean(epoch_1 != epoch_2) < 0.2
+
+
+def test_mnist_same_seed_repeats_epochs_in_a_fresh_pipeline(mnist_data_dir):
+    options = dict(data_dir=mnist_data_dir, seed=7, shuffle_buffer=1000)  # a small buffer is quick
+    train, _, _ = datasets.load("mnist", **options)
+    epoch_1, epoch_2 = first_batches(train), first_batches(train)
+    fresh, _, _ = datasets.load("mnist", **options)
+    np.testing.assert_array_equal(first_batches(fresh), epoch_1)
+    np.testing.assert_array_equal(first_batches(fresh), epoch_2)
+
+
+def test_mnist_binarization_is_bernoulli_of_the_intensity(mnist_data_dir):
+    options = dict(data_dir=mnist_data_dir, shuffle_buffer=1)  # both in the original order
+    grey, _, _ = datasets.load("mnist", greyscale=True, **options)
+    binary, _, _ = datasets.load("mnist", seed=1, **options)
+    grey = first_batches(grey)
+    binary = np.stack([first_batches(binary) for _ in range(4)])  # 4 epochs
+    assert np.all(binary[:, grey == 0.0] == 0.0)
+    assert np.all(binary[:, grey == 1.0] == 1.0)
+    np.testing.assert_allclose(binary.mean(), grey.mean(), rtol=0.02)
+
+
+def test_mnist_evaluation_splits_are_binarized_once(mnist_data_dir):
+    _, validation, test = datasets.load("mnist", data_dir=mnist_data_dir)
+    for ds in (validation, test):
+        once = first_batches(ds)
+        assert set(np.unique(once)) == {0.0, 1.0}
+        np.testing.assert_array_equal(first_batches(ds), once)
+    _, fresh_validation, _ = datasets.load("mnist", data_dir=mnist_data_dir, seed=123)
+    np.testing.assert_array_equal(first_batches(fresh_validation), first_batches(validation))
+
+
+def test_mnist_greyscale_is_scaled_once(mnist_data_dir):
+    for ds in datasets.load("mnist", data_dir=mnist_data_dir, greyscale=True, shuffle_buffer=100):
+        images = first_batches(ds)
+        assert images.min() == 0.0 and images.max() == 1.0  # not 1/255: divided exactly once
+        assert len(np.unique(images)) > 2
+
+
+# --- binarized_mnist: the paper's fixed binarization ---
+
+
+def test_binarized_mnist_splits_and_values(binarized_mnist_data_dir):
+    splits = datasets.load("binarized_mnist", 1000, data_dir=binarized_mnist_data_dir)
+    assert [ds.cardinality() for ds in splits] == [50, 10, 10]
+    for ds in splits:
+        assert ds.element_spec == tf.TensorSpec((None, 28, 28, 1), tf.float32)
+        assert set(np.unique(first_batches(ds, 1))) == {0.0, 1.0}  # tfds stores 0/1, not 0/255
+
+
+def read_amat(path):
+    """Rows of a binarized MNIST .amat file: 784 digits 0/1 separated by spaces per line."""
+    digits = np.frombuffer(path.read_bytes(), dtype=np.uint8)[::2]  # drop spaces and newlines
+    return (digits - ord("0")).reshape(-1, 28, 28, 1).astype(np.float32)
+
+
+def sorted_rows(images):
+    rows = images.reshape(len(images), -1)  # (images, pixels)
+    return rows[np.lexsort(rows.T)]
+
+
+def test_binarized_mnist_matches_the_amat_file(binarized_mnist_data_dir, binarized_mnist_files):
+    _, _, test = datasets.load("binarized_mnist", 1000, data_dir=binarized_mnist_data_dir)
+    images = np.concatenate([batch.numpy() for batch in test])
+    expected = read_amat(binarized_mnist_files / "binarized_mnist_test.amat")
+    # tfds reorders examples when it builds a data set: compare the images in sorted order.
+    np.testing.assert_array_equal(sorted_rows(images), sorted_rows(expected))
+
+
+# --- svhn and cifar10: tfds mock data ---
+
+
+def uint8_ramp(num_images, shape=(32, 32, 3)):
+    """Images whose pixels run through 0, 1, ..., 255 again and again."""
+    return (np.arange(num_images * np.prod(shape)) % 256).astype(np.uint8).reshape(-1, *shape)
+
+
+@pytest.mark.parametrize("name", ["svhn", "cifar10"])
+def test_colour_datasets_are_scaled_once(name, tmp_path):
+    def fake_split(*args, **kwargs):  # replaces the builder's reading of a split
+        return tf.data.Dataset.from_tensor_slices({"image": uint8_ramp(10)})
+
+    with tfds.testing.mock_data(as_dataset_fn=fake_split):
+        splits = datasets.load(name, 4, data_dir=tmp_path, seed=0)
+    for ds in splits:
+        assert ds.element_spec == tf.TensorSpec((None, 32, 32, 3), tf.float32)
+        assert [int(batch.shape[0]) for batch in ds] == [4, 4, 2]  # the partial batch is kept
+    _, validation, test = splits
+    for ds in (validation, test):  # not shuffled: pixel for pixel the ramp, divided by 255 once
+        np.testing.assert_allclose(first_batches(ds), uint8_ramp(10) / 255.0, atol=1e-7)
+    train = first_batches(splits[0])
+    assert train.min() == 0.0 and train.max() == 1.0  # 255 -> 1.0, not 1/255
+    assert datasets.image_shape(name) == (32, 32, 3)
+
+
+# --- errors ---
+
+
+def test_unknown_name_lists_supported_datasets():
+    message = "Unknown dataset: 'foo'. Supported: mnist, binarized_mnist, svhn, cifar10."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        datasets.load("foo")
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        datasets.image_shape("foo")
+
+
+def test_non_positive_batch_size():
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        datasets.load("mnist", batch_size=0)
+
+
+@pytest.mark.parametrize("argument", ["data_dir", "manual_dir"])
+def test_missing_directory(argument, tmp_path):
+    missing = tmp_path / "does_not_exist"
+    with pytest.raises(ValueError, match=f"{argument}=.*does_not_exist"):
+        datasets.load("mnist", **{argument: missing})
+
+
+def test_unavailable_dataset_says_what_to_download(tmp_path):
+    data_dir, manual_dir = tmp_path / "tfds", tmp_path / "manual"
+    data_dir.mkdir()
+    manual_dir.mkdir()
+    with pytest.raises(datasets.DatasetUnavailableError) as info:
+        datasets.load("binarized_mnist", data_dir=data_dir, manual_dir=manual_dir)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/" in message
+    assert "binarized_mnist_test.amat" in message and "--manual-dir" in message
+
+
+def test_wrong_file_is_reported_as_unavailable(tmp_path):
+    (tmp_path / "tfds").mkdir()
+    for name in ("train", "valid", "test"):
+        (tmp_path / f"binarized_mnist_{name}.amat").write_text("0 1\n")
+    with pytest.raises(datasets.DatasetUnavailableError, match="NonMatchingChecksumError") as info:
+        datasets.load("binarized_mnist", data_dir=tmp_path / "tfds", manual_dir=tmp_path)
+    assert "\n" not in str(info.value)
+    assert info.value.__cause__ is not None

@@ -1,0 +1,118 @@
+"""train.py and keras_draw.training end to end, on the bundled MNIST and the tiny preset."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_draw import Draw, datasets
+from keras_draw.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_FILES = ("model.keras", "config.json", "metrics.csv", "test_metrics.json", "samples.png", "reconstructions.png")
+TINY = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2"]
+
+
+def load_train_script():
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
+    output_dir = tmp_path / "run"
+    model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir,
+                           output_dir=str(output_dir), verbose=0)
+    for name in RUN_FILES:
+        assert (output_dir / name).is_file(), name
+    assert any((output_dir / "logs").rglob("events.out.tfevents.*"))
+    with open(output_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"loss", "reconstruction_loss", "kl_loss", "val_loss"} <= set(rows[0])
+    test_metrics = json.loads((output_dir / "test_metrics.json").read_text())
+    assert np.isfinite(test_metrics["loss"]) and test_metrics["loss"] > 0
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["model"]["num_steps"] == 3 and config["options"]["preset"] == "tiny"
+    loaded = keras.saving.load_model(output_dir / "model.keras")
+    np.testing.assert_array_equal(loaded.generate(2, seed=1), model.generate(2, seed=1))
+    assert not [p for p in output_dir.iterdir() if p.name.startswith(".partial-")]
+
+
+def test_command_line_run_exits_zero(tmp_path, mnist_data_dir):
+    output_dir = tmp_path / "cli"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *TINY, "--data-dir", mnist_data_dir,
+         "--output-dir", str(output_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in RUN_FILES:
+        assert (output_dir / name).is_file(), name
+
+
+BAD_VALUES = [
+    (["--dataset", "imagenet"], "Unknown dataset: 'imagenet'"),
+    (["--preset", "huge"], "Unknown preset: 'huge'"),
+    (["--epochs", "0"], "epochs=0"),
+    (["--batch-size", "-5"], "batch_size=-5"),
+    (["--num-steps", "0"], "num_steps=0"),
+    (["--read-n", "1"], "read_n=1"),
+    (["--write-n", "1"], "write_n=1"),
+    (["--write-n", "40"], "write_n=40"),
+    (["--latent-dim", "0"], "latent_dim=0"),
+    (["--units", "0"], "units=0"),
+    (["--learning-rate", "0"], "learning_rate=0"),
+    (["--steps-per-epoch", "0"], "steps_per_epoch=0"),
+    (["--data-dir", "/nonexistent/tfds"], "data_dir='/nonexistent/tfds'"),
+    (["--manual-dir", "/nonexistent/files"], "manual_dir='/nonexistent/files'"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_VALUES)
+def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
+    output_dir = tmp_path / "never"
+    status = load_train_script().main([*TINY, *flags, "--output-dir", str(output_dir)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert message in error and len(error.splitlines()) == 1
+    assert not output_dir.exists()
+
+
+def test_output_dir_that_is_a_file_exits_2(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    assert load_train_script().main([*TINY, "--output-dir", str(a_file)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "two"], ["--no-such-flag"]])
+def test_malformed_flags_exit_2(flags, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        load_train_script().main([*flags, "--output-dir", str(tmp_path / "never")])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_small_model_learns_real_digits(mnist_data_dir):
+    # A few hundred real MNIST digits: the test negative ELBO falls by a clear margin.
+    keras.utils.set_random_seed(0)
+    train_ds, _, test_ds = datasets.load("mnist", batch_size=50, data_dir=mnist_data_dir, seed=0)
+    train_ds, test_ds = train_ds.take(8), test_ds.take(4)  # 400 and 200 images
+    model = Draw.from_preset("tiny", num_steps=4, encoder_units=64, decoder_units=64, latent_dim=8, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = model.evaluate(test_ds, return_dict=True, verbose=0)["loss"]
+    model.fit(train_ds, epochs=8, verbose=0)
+    after = model.evaluate(test_ds, return_dict=True, verbose=0)["loss"]
+    print(f"test negative ELBO: {before:.1f} -> {after:.1f} nats")
+    assert before > 500  # ~784 ln 2 = 543 nats for an untrained canvas
+    assert after < before - 200
