@@ -33,12 +33,18 @@ def parse_args(argv, defaults):
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
     parser.add_argument("--manual-dir", default=None, help="folder holding the dataset's original download files")
     parser.add_argument("--output-dir", default=None, help="default: runs/DATASET")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="also checkpoint every N training steps (default: every epoch only)")
+    parser.add_argument("--resume", action="store_true",
+                        help="require a checkpoint to resume from (a rerun resumes by itself)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic TensorFlow ops: the same seed gives the same weights")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     from keras_draw.datasets import DatasetUnavailableError
-    from keras_draw.training import TrainOptions, train
+    from keras_draw.training import TrainingDiverged, TrainOptions, train
 
     args = parse_args(argv, TrainOptions())
     try:
@@ -46,6 +52,9 @@ def main(argv=None):
     except (ValueError, DatasetUnavailableError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

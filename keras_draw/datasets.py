@@ -144,17 +144,68 @@ def load(
             `manual_dir` this is known at once; without it tfds tries the network first,
             which offline fails only after its retries (about 3.5 minutes).
     """
-    source = _source(name)
-    _check_arguments(batch_size, shuffle_buffer, data_dir, manual_dir)
-    if manual_dir is None and name == "mnist":
-        manual_dir = _bundled_mnist_dir()
-    builder = _prepared_builder(name, source, data_dir, manual_dir)
-
+    source, builder = _prepare(name, batch_size, shuffle_buffer, data_dir, manual_dir)
     train, validation, test = (_images(builder, split, source.white) for split in source.splits)
     train = train.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if name == "mnist" and not greyscale:
         train, validation, test = _binarize_mnist(train, validation, test, seed)
     return tuple(_batched(ds, batch_size) for ds in (train, validation, test))
+
+
+def training_images(name, *, data_dir=None, manual_dir=None):
+    """The training split's images, float32 in [0, 1], unbatched, in storage order, cached.
+
+    Feed them to `epoch_batches`, once per epoch: the cache is filled once and shared.
+    """
+    source, builder = _prepare(name, 1, 1, data_dir, manual_dir)
+    return _images(builder, source.splits[0], source.white)
+
+
+def epoch_batches(images, epoch, batch_size=100, *, binarize=False, seed=0, first_step=0,
+                  steps_per_epoch=None, shuffle_buffer=10_000):
+    """The training batches of one epoch, a pure function of (seed, epoch).
+
+    Its order comes from a shuffle seeded by (seed, epoch) and, with `binarize`, its samples
+    from seeds of (seed, epoch, place in the epoch). A run resumed at epoch e, step s
+    (`epoch=e, first_step=s`) therefore sees exactly the batches an uninterrupted run saw.
+
+    Args:
+        images: from `training_images`.
+        epoch: the epoch's index, from 0.
+        batch_size: images per batch.
+        binarize: sample each pixel as Bernoulli(intensity) (mnist's dynamic binarization).
+        seed: the run's seed.
+        first_step: batches of the epoch to skip (already trained on).
+        steps_per_epoch: the epoch's length in batches; None: the whole split, else the first
+            `steps_per_epoch` batches (the split cycled if it holds fewer).
+        shuffle_buffer: size of the shuffle buffer.
+
+    Returns:
+        The dataset of float32 batches, from `first_step` to the epoch's end.
+    """
+    _check_arguments(batch_size, shuffle_buffer, None, None)
+    epoch_seed = seed * 1_000_003 + epoch  # a plain int: tf.data's shuffle wants one
+    batches = images.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    if binarize:
+        batches = _binarize(batches, tf.data.Dataset.counter(), stream=epoch_seed + 1)
+    batches = batches.batch(batch_size)
+    if steps_per_epoch is not None:
+        batches = batches.repeat().take(steps_per_epoch)
+    return batches.skip(first_step).prefetch(tf.data.AUTOTUNE)
+
+
+def num_batches(images, batch_size, steps_per_epoch=None):
+    """Batches in one epoch of `epoch_batches`."""
+    return steps_per_epoch or -(-int(images.cardinality()) // batch_size)
+
+
+def _prepare(name, batch_size, shuffle_buffer, data_dir, manual_dir):
+    """The data set's source and prepared tfds builder, after checking the arguments."""
+    source = _source(name)
+    _check_arguments(batch_size, shuffle_buffer, data_dir, manual_dir)
+    if manual_dir is None and name == "mnist":
+        manual_dir = _bundled_mnist_dir()
+    return source, _prepared_builder(name, source, data_dir, manual_dir)
 
 
 def _source(name):
@@ -238,11 +289,12 @@ def _binarize_mnist(train, validation, test, seed):
     return train, validation, test
 
 
-def _binarize(images, seeds):
-    """Samples each pixel as Bernoulli(intensity); `seeds` yields one int64 per image."""
+def _binarize(images, seeds, stream=0):
+    """Samples each pixel as Bernoulli(intensity); `seeds` yields one int64 per image, and the
+    stateless seed of image k is (seeds[k], stream)."""
 
     def sample(image, seed):
-        noise = tf.random.stateless_uniform(tf.shape(image), seed=tf.stack([seed, 0]))
+        noise = tf.random.stateless_uniform(tf.shape(image), seed=tf.stack([seed, stream]))
         return tf.cast(noise < image, tf.float32)
 
     pairs = tf.data.Dataset.zip(images, seeds)

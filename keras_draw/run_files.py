@@ -1,5 +1,6 @@
 """The files of a training run's output directory, and the callbacks that write them."""
 
+import csv
 import os
 
 import keras
@@ -17,7 +18,7 @@ class RunFiles:
     logs/                TensorBoard logs
     samples.png          64 generated images
     reconstructions.png  test images (odd rows) over their reconstructions (even rows)
-    backup/              the latest epoch's state, for resuming an interrupted run
+    checkpoint/          the latest checkpoint, from which a rerun resumes (see checkpoint.py)
     """
 
     def __init__(self, output_dir):
@@ -29,17 +30,24 @@ class RunFiles:
         self.logs = os.path.join(output_dir, "logs")
         self.samples = os.path.join(output_dir, "samples.png")
         self.reconstructions = os.path.join(output_dir, "reconstructions.png")
-        self.backup = os.path.join(output_dir, "backup")
+        self.checkpoint = os.path.join(output_dir, "checkpoint")
 
     def create(self):
         os.makedirs(self.output_dir, exist_ok=True)
 
     def callbacks(self):
-        return [
-            keras.callbacks.BackupAndRestore(self.backup),
-            keras.callbacks.CSVLogger(self.metrics, append=True),
-            keras.callbacks.TensorBoard(self.logs),
-        ]
+        return [keras.callbacks.TensorBoard(self.logs)]
+
+    def write_metrics(self, history):
+        """Writes the per-epoch history rows as CSV, atomically."""
+        if not history:
+            return
+        names = list(history[0])
+        with atomic_path(self.metrics) as temporary:
+            with open(temporary, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=names)
+                writer.writeheader()
+                writer.writerows(history)
 
     def save_model(self, model):
         with atomic_path(self.model) as temporary:

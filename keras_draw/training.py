@@ -10,8 +10,10 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_draw import datasets, presets
+from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
 from keras_draw.images import save_grid
@@ -39,6 +41,13 @@ class TrainOptions:
     data_dir: str | None = None
     manual_dir: str | None = None
     output_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    deterministic: bool = False
+
+    # Options that may change between a run and its resumption; the others must match.
+    CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
+                  "deterministic")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -47,7 +56,8 @@ class TrainOptions:
                 f"Unknown dataset: {self.dataset!r}. Supported: {', '.join(datasets.SUPPORTED)}."
             )
         presets.get(self.preset)
-        for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units"):
+        for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
+                     "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
@@ -60,6 +70,10 @@ class TrainOptions:
             if path is not None and not os.path.isdir(path):
                 raise ValueError(f"`{name}` is not an existing directory. Received: {name}={path!r}")
         check_output_dir(self.resolved_output_dir())
+
+    def resumable(self):
+        """The options a checkpoint must share with the run that resumes it."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.CHANGEABLE}
 
     def resolved_output_dir(self):
         return self.output_dir or os.path.join("runs", self.dataset)
@@ -102,36 +116,31 @@ def build_model(options):
     return model
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 def train(verbose="auto", **options):
     """Trains DRAW as `python train.py` does; returns the model and its `History`.
 
     Keyword arguments are the fields of `TrainOptions` (the command-line flags, with
-    underscores). Writes into the output directory the files listed in `RunFiles`.
+    underscores). Writes into the output directory the files listed in `RunFiles`. If the output
+    directory holds a checkpoint of the same configuration, training resumes from it exactly
+    (weights, optimizer, epoch and step, noise, metrics history); with more `epochs` than it
+    reached, training goes on.
     """
     options = TrainOptions(**options)
     options.check()
+    if options.deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
     model = build_model(options)  # raises on a bad N or size, before anything is written
-    train_ds, validation_ds, test_ds = datasets.load(
-        options.dataset,
-        options.batch_size,
-        data_dir=options.data_dir,
-        manual_dir=options.manual_dir,
-        seed=options.seed,
-    )
     files = RunFiles(options.resolved_output_dir())
+    state = resume_state(model, options, Checkpoint(files.checkpoint))
+    _, validation_ds, test_ds = load_data(options, datasets.load)
     files.create()
     write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
-    if options.steps_per_epoch:
-        train_ds = train_ds.repeat()
-    history = model.fit(
-        train_ds,
-        validation_data=validation_ds,
-        epochs=options.epochs,
-        steps_per_epoch=options.steps_per_epoch,
-        callbacks=files.callbacks(),
-        verbose=verbose,
-    )
+    history = fit(model, options, files, state, validation_ds, verbose)
     files.save_model(model)
     test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
     write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
@@ -140,6 +149,86 @@ def train(verbose="auto", **options):
     reconstructions = model.reconstruct(test_images, seed=options.seed)
     save_grid(files.reconstructions, interleave(test_images, reconstructions), columns=8)
     return model, history
+
+
+def load_data(options, loader, **kwargs):
+    return loader(
+        options.dataset,
+        options.batch_size,
+        data_dir=options.data_dir,
+        manual_dir=options.manual_dir,
+        seed=options.seed,
+        **kwargs,
+    )
+
+
+def resume_state(model, options, checkpoint):
+    """The state to start from: a fresh one, or the checkpoint's, loaded into the model."""
+    model_config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")}
+    config = {**options.resumable(), **model_config}
+    if not checkpoint.exists():
+        if options.resume:
+            raise ValueError(f"`resume`: no checkpoint in {checkpoint.directory} to resume from.")
+        return {"epoch": 0, "step": 0, "history": [], "config": config}
+    saved = checkpoint.read_state()
+    differences = config_differences(saved["config"], config)
+    if differences:
+        raise ValueError(
+            f"{checkpoint.directory} holds a checkpoint of another configuration "
+            f"({'; '.join(differences)}): use another output directory, or delete it to start over."
+        )
+    return checkpoint.restore(model)
+
+
+def fit(model, options, files, state, validation_ds, verbose):
+    """Runs `model.fit` one epoch at a time, from the state's epoch and step to `options.epochs`.
+
+    Each epoch's batches are a pure function of (seed, epoch) (`datasets.epoch_batches`), so
+    resuming at any checkpoint replays exactly what an uninterrupted run would have done.
+    Returns a History of every epoch of the run.
+    """
+    images = datasets.training_images(options.dataset, data_dir=options.data_dir,
+                                      manual_dir=options.manual_dir)
+    steps_per_epoch = datasets.num_batches(images, options.batch_size, options.steps_per_epoch)
+    callback = CheckpointCallback(
+        Checkpoint(files.checkpoint), state, steps_per_epoch, options.checkpoint_every,
+        on_epoch_end=files.write_metrics,
+    )
+    while state["epoch"] < options.epochs and not callback.diverged:
+        epoch, step = state["epoch"], state["step"]
+        train_ds = datasets.epoch_batches(
+            images, epoch, options.batch_size, binarize=options.dataset == "mnist",
+            seed=options.seed, first_step=step, steps_per_epoch=options.steps_per_epoch,
+        )
+        callback.start_epoch(step)
+        model.fit(
+            train_ds,
+            validation_data=validation_ds,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            steps_per_epoch=steps_per_epoch - step,
+            callbacks=[callback, *files.callbacks()],
+            shuffle=False,
+            verbose=verbose,
+        )
+    if callback.diverged:
+        raise TrainingDiverged(
+            f"The loss became NaN or infinite at epoch {callback.diverged[0] + 1}, step "
+            f"{callback.diverged[1]}; training stopped. The last good checkpoint is kept in "
+            f"{files.checkpoint} (epoch {state['epoch']}, step {state['step']}): try a lower "
+            "learning rate or --clip-norm."
+        )
+    files.write_metrics(state["history"])
+    return history_of(state["history"])
+
+
+def history_of(rows):
+    """A `keras.callbacks.History` holding every epoch of the run, resumed ones included."""
+    history = keras.callbacks.History()
+    history.epoch = [row["epoch"] for row in rows]
+    names = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    history.history = {name: [row[name] for row in rows] for name in names}
+    return history
 
 
 def interleave(originals, reconstructions):

@@ -1,0 +1,70 @@
+"""Export a trained DRAW (.keras) as a SavedModel version that TensorFlow Serving loads.
+
+    python export/export.py --model runs/mnist/model.keras --export-dir serving/draw [--version N]
+
+A thin command line over `keras_draw.serving.export`; prints the path of the version folder.
+A missing or non-.keras model, or an existing version, exits with status 2 and a one-line message.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a model saved by train.py (.keras)")
+    parser.add_argument("--export-dir", required=True, help="the TF Serving model folder, e.g. serving/draw")
+    parser.add_argument("--version", type=int, default=None,
+                        help="the version number (default: one more than the highest present)")
+    return parser.parse_args(argv)
+
+
+def export_model(model, export_dir, version=None):
+    """Loads the .keras file `model` and exports it; returns the version folder's path.
+
+    Raises ValueError (bad path or version) or FileExistsError (existing version) before
+    anything is written.
+    """
+    if not os.path.isfile(model):
+        raise ValueError(f"No such model file. Received: --model={model!r}")
+    if not model.endswith(".keras"):
+        raise ValueError(f"The model must be a .keras file saved by train.py. Received: --model={model!r}")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ValueError(f"The export directory is not a directory. Received: --export-dir={export_dir!r}")
+    if version is not None and version < 1:
+        raise ValueError(f"The version must be a positive integer. Received: --version={version}")
+    if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
+        raise FileExistsError(f"Version {version} already exists in {export_dir}; versions are never overwritten.")
+
+    import keras
+
+    from keras_draw import Draw, serving  # importing keras_draw registers its classes
+
+    try:
+        loaded = keras.saving.load_model(model, compile=False)  # serving needs no optimizer
+    except Exception as err:  # a damaged or foreign file: Keras raises many kinds
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"Cannot load {model!r}: {first_line}") from err
+    if not isinstance(loaded, Draw):
+        raise ValueError(f"The model is not a keras_draw Draw. Received: {type(loaded).__name__}")
+    return serving.export(loaded, export_dir, version)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        path = export_model(args.model, args.export_dir, args.version)
+    except (ValueError, OSError) as err:
+        print(f"export.py: error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    # From a checkout without `pip install -e .`: keras_draw is in the repository root.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.exit(main())

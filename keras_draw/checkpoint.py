@@ -1,0 +1,150 @@
+"""Checkpoints from which an interrupted training run resumes exactly where it stopped.
+
+A checkpoint is a folder holding `state.json` and the `.weights.h5` file it names (the model's
+weights and the optimizer's state). `state.json` also holds the epoch and step reached, the
+noise generator's state, the running metric sums of an unfinished epoch, the per-epoch history
+and the configuration of the run. Each save writes a new weights file, then replaces
+`state.json` atomically, then removes the old weights: killed at any instant, the folder holds a
+complete checkpoint, the old one or the new one.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+from keras_draw.files import write_json
+
+STATE_FILE = "state.json"
+
+
+class Checkpoint:
+    """The checkpoint folder of a run."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.state_path = os.path.join(directory, STATE_FILE)
+
+    def exists(self):
+        return os.path.exists(self.state_path)
+
+    def read_state(self):
+        """The saved state; ValueError naming the file if it cannot be read."""
+        try:
+            with open(self.state_path) as f:
+                state = json.load(f)
+            weights = os.path.join(self.directory, state["weights"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"Checkpoint {self.state_path} is corrupt ({err}); delete it to start over.") from None
+        if not os.path.isfile(weights):
+            raise ValueError(f"Checkpoint weights {weights} are missing; delete {self.directory} to start over.")
+        return state
+
+    def save(self, model, state):
+        """Writes the model's weights and `state` as the new checkpoint."""
+        os.makedirs(self.directory, exist_ok=True)
+        previous = self.read_state()["weights"] if self.exists() else None
+        name = f"epoch{state['epoch']:05d}-step{state['step']:07d}.weights.h5"
+        if name == previous:
+            name = name.replace(".weights.h5", "-again.weights.h5")
+        model.save_weights(os.path.join(self.directory, name))
+        state = dict(state, weights=name, noise_state=_noise_state(model), trackers=_tracker_state(model))
+        write_json(self.state_path, state)  # atomic: the commit point
+        if previous and previous != name:
+            os.remove(os.path.join(self.directory, previous))
+
+    def restore(self, model):
+        """Loads the weights and noise state into a compiled model; returns the state."""
+        state = self.read_state()
+        weights = os.path.join(self.directory, state["weights"])
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        try:
+            model.load_weights(weights)
+        except Exception as err:  # h5py and Keras raise many kinds on a truncated file
+            raise ValueError(f"Checkpoint weights {weights} are corrupt or truncated ({type(err).__name__}); "
+                             f"delete {self.directory} to start over.") from None
+        model.seed_generator.state.assign(np.asarray(state["noise_state"], dtype=model.seed_generator.state.dtype))
+        return state
+
+
+def restore_trackers(model, trackers):
+    """Puts back the running sums of the metrics of an unfinished epoch."""
+    for metric, values in zip(model.metrics, trackers):
+        for variable, value in zip(metric.variables, values):
+            variable.assign(value)
+
+
+def _noise_state(model):
+    return np.asarray(model.seed_generator.state).tolist()
+
+
+def _tracker_state(model):
+    return [[float(np.asarray(v)) for v in metric.variables] for metric in model.metrics]
+
+
+def config_differences(saved, current):
+    """'name: saved → current' for every differing entry of two flat dicts."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves a checkpoint at every epoch's end and every `every_steps` steps, keeps the history,
+    and stops training, saving nothing more, as soon as the loss is not finite.
+
+    Args:
+        checkpoint: the `Checkpoint` to write.
+        state: the run's state: `epoch` and `step` reached, `history` rows and `config`.
+        steps_per_epoch: training steps in a whole epoch.
+        every_steps: also save every this many steps within an epoch (None: epochs only).
+        on_epoch_end: called with the history after each epoch's checkpoint.
+    """
+
+    def __init__(self, checkpoint, state, steps_per_epoch, every_steps=None, on_epoch_end=None):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.state = state
+        self.steps_per_epoch = steps_per_epoch
+        self.every_steps = every_steps
+        self.epoch_end_hook = on_epoch_end
+        self.diverged = None  # (epoch, step) of the first non-finite loss
+        self.first_step = 0  # steps of this epoch done before this `fit`
+        self.resumed_trackers = None
+
+    def start_epoch(self, first_step):
+        """Before each `fit` of one epoch: `first_step` steps of it were done before."""
+        self.first_step = first_step
+        self.resumed_trackers = self.state.get("trackers") if first_step else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.resumed_trackers is not None:  # after fit has reset the metrics
+            restore_trackers(self.model, self.resumed_trackers)
+            self.resumed_trackers = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.first_step + batch + 1
+        if not np.isfinite(float(logs["loss"])):
+            self.diverged = (self.state["epoch"], step)
+            self.model.stop_training = True
+            return
+        if self.every_steps and step % self.every_steps == 0 and step < self.steps_per_epoch:
+            self._save(self.state["epoch"], step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is not None:
+            return
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+        if not all(np.isfinite(v) for v in row.values()):
+            self.diverged = (epoch, self.steps_per_epoch)
+            self.model.stop_training = True
+            return
+        self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch] + [row]
+        self._save(epoch + 1, 0)
+        if self.epoch_end_hook:
+            self.epoch_end_hook(self.state["history"])
+
+    def _save(self, epoch, step):
+        self.state.update(epoch=epoch, step=step)
+        self.checkpoint.save(self.model, self.state)

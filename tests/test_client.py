@@ -1,0 +1,245 @@
+"""export/client.py end to end, over REST and gRPC, against the stand-in server on 127.0.0.1.
+
+The stand-in (export/stand_in_server.py) is not TensorFlow Serving: it follows TF Serving's
+documented REST predict API and gRPC PredictionService, and runs the real exported SavedModel.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from export import client as draw_client
+from export.client import Client, ServingError
+from export.stand_in_server import StandInServer
+from keras_draw import Draw, serving
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(8)
+T, Z = 3, 4  # the tiny preset's num_steps and latent_dim
+
+
+def binary_images(count):
+    return (RNG.random((count, 28, 28, 1)) > 0.5).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A tiny DRAW exported as version 1, served by the stand-in over REST and gRPC."""
+    folder = tmp_path_factory.mktemp("serving")
+    path = serving.export(Draw.from_preset("tiny", seed=0), folder / "draw")
+    stand_in = StandInServer(folder / "draw", "draw", rest_port=0, grpc_port=0)
+    yield SimpleNamespace(url=stand_in.rest_url, grpc=stand_in.grpc_target, folder=folder,
+                          signatures=tf.saved_model.load(path).signatures)
+    stand_in.stop()
+
+
+@pytest.fixture
+def silent_port():
+    """A port on 127.0.0.1 that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # free again once closed: connections are refused
+
+
+def post(url, body, path="/v1/models/draw:predict"):
+    """(HTTP status, JSON answer) of a raw POST."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + path, data=data), timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def expected(server, signature, **inputs):
+    """The outputs of `signature` called in this process, as numpy arrays."""
+    outputs = server.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+@pytest.mark.parametrize("transport", ["columns", "rows", "grpc", "version 1"])
+def test_generate_returns_the_saved_models_images(server, transport):
+    client = Client(server.url, rows=transport == "rows", grpc=server.grpc if transport == "grpc" else None,
+                    version=1 if transport == "version 1" else None)
+    images = client.generate(4, seed=3)  # rows use the seeds 3, 4, 5, 6
+    assert images.shape == (4, 28, 28, 1) and images.dtype == np.float32
+    np.testing.assert_array_equal(images, expected(server, "generate_seeded", seed=np.arange(3, 7))["images"])
+    np.testing.assert_array_equal(client.generate(1, seed=5)[0], images[2])
+    noise = RNG.standard_normal((2, T, Z)).astype(np.float32)
+    np.testing.assert_array_equal(client.predict("generate", noise=noise)["images"],
+                                  expected(server, "generate", noise=noise)["images"])
+
+
+@pytest.mark.parametrize("transport", ["columns", "rows", "grpc"])
+def test_draw_reconstruct_and_elbo_return_every_output(server, transport):
+    client = Client(server.url, rows=transport == "rows", grpc=server.grpc if transport == "grpc" else None)
+    x, seeds = binary_images(2), np.array([9, 10], np.int64)
+    for got, want in [
+        (client.draw(2, seed=9), expected(server, "draw_seeded", seed=seeds)),
+        (client.reconstruct(x, seed=9), expected(server, "reconstruct_seeded", images=x, seed=seeds)),
+        (client.elbo(x, seed=9), expected(server, "elbo_seeded", images=x, seed=seeds)),
+    ]:
+        assert sorted(got) == sorted(want)
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+
+
+def body(signature, rows=None, **inputs):
+    """A predict request: columnar ("inputs") unless `rows` ("instances") are given."""
+    lists = {k: np.asarray(v).tolist() for k, v in inputs.items()}
+    return {"signature_name": signature, **({"instances": rows} if rows is not None else {"inputs": lists})}
+
+
+def lists(*shape, value=0.0):
+    return np.full(shape, value).tolist()
+
+
+BAD_REQUESTS = [  # (body, HTTP status, message)
+    (body("generate", noise=lists(2, 5, Z)), 400, r"noise must have shape \(batch, T, latent_dim\) = \(batch, 3, 4\)"),
+    (body("generate", rows=lists(2, T)), 400, r"noise must have shape .* \[2 3\]"),
+    (body("draw", noise=lists(1, T, Z, value=np.nan)), 400, "noise must be finite"),
+    (body("generate_seeded", seed=[[1], [2]]), 400, r"seed must have shape \(batch,\)"),
+    (body("reconstruct_seeded", images=lists(1, 28, 27, 1), seed=[1]), 400,
+     r"images must have shape \(batch, height, width, channels\) = \(batch, 28, 28, 1\)"),
+    (body("elbo_seeded", images=lists(1, 28, 28, 1, value=np.inf), seed=[1]), 400, "images must be finite"),
+    (body("elbo_seeded", rows=[{"images": lists(28, 28, 1, value=255.0), "seed": 1}]), 400, r"images must lie in \[0, 1\]"),
+    (body("elbo", images=lists(2, 28, 28, 1), noise=lists(1, T, Z)), 400, "with the batch size of images"),
+    (body("elbo_seeded", images=lists(1, 28, 28, 1)), 400, r"Missing but required: \{seed\}"),
+    (body("generate_seeded", seed=[1.5]), 400, "is not of expected type: int64"),
+    (body("no_such_signature", seed=[1]), 400, "no_such_signature"),
+    (b"{not json", 400, "JSON Parse error"),
+]
+
+
+@pytest.mark.parametrize("request_body, status, message", BAD_REQUESTS)
+def test_bad_rest_requests_get_an_error_answer(server, request_body, status, message):
+    code, answer = post(server.url, request_body)
+    assert code == status and set(answer) == {"error"}
+    assert re.search(message, answer["error"]), answer["error"]
+
+
+def test_unknown_models_and_versions_are_not_found(server):
+    assert post(server.url, {"inputs": {"noise": []}}, "/v1/models/other:predict")[0] == 404
+    assert post(server.url, {"inputs": {"noise": []}}, "/v1/models/draw/versions/2:predict")[0] == 404
+    with urllib.request.urlopen(server.url + "/v1/models/draw", timeout=30) as response:
+        assert json.loads(response.read())["model_version_status"][0]["version"] == "1"
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_errors_reach_the_client_as_one_line(server, transport):
+    client = Client(server.url, grpc=server.grpc if transport == "grpc" else None)
+    with pytest.raises(ServingError) as error:
+        client.predict("generate", noise=np.zeros((2, 5, Z), np.float32))
+    message = str(error.value)
+    assert "\n" not in message and "noise must have shape (batch, T, latent_dim) = (batch, 3, 4)" in message
+    assert message.startswith("HTTP 400 from" if transport == "rest" else "gRPC INVALID_ARGUMENT from")
+    with pytest.raises(ServingError, match="images must lie in"):
+        client.elbo(np.full((1, 28, 28, 1), 2.0, np.float32), seed=1)
+    with pytest.raises(ServingError, match="(HTTP 404|gRPC NOT_FOUND).*Servable not found"):
+        Client(server.url, model="other", grpc=client.grpc).generate(1, seed=1)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_timeouts_and_refused_connections_are_reported_in_one_line(silent_port, transport):
+    def client(port, timeout):
+        grpc = f"127.0.0.1:{port}" if transport == "grpc" else None
+        return Client(f"http://127.0.0.1:{port}", grpc=grpc, timeout=timeout)
+
+    with pytest.raises(ServingError, match=r"^No answer from .* within 0.5 s") as error:
+        client(silent_port, 0.5).generate(1, seed=1)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ServingError, match=r"^Cannot reach .*127.0.0.1") as error:
+        client(closed_port(), 10).generate(1, seed=1)
+    assert "\n" not in str(error.value)
+
+
+def test_grpc_request_and_response_protos_are_built_and_parsed():
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    noise = RNG.standard_normal((2, T, Z)).astype(np.float32)
+    inputs = {"images": binary_images(2), "seed": np.array([4, 5])}
+    request = draw_client.predict_request("draw", "elbo_seeded", inputs, version=3)
+    request = predict_pb2.PredictRequest.FromString(request.SerializeToString())  # over the wire
+    spec = request.model_spec
+    assert (spec.name, spec.signature_name, spec.version.value) == ("draw", "elbo_seeded", 3)
+    assert request.inputs["seed"].dtype == types_pb2.DT_INT64 and request.inputs["images"].dtype == types_pb2.DT_FLOAT
+    assert [d.size for d in request.inputs["images"].tensor_shape.dim] == [2, 28, 28, 1]
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["seed"]), [4, 5])
+    np.testing.assert_array_equal(draw_client.from_tensor_proto(draw_client.to_tensor_proto(noise)), noise)
+
+    response = predict_pb2.PredictResponse()
+    response.outputs["loss"].CopyFrom(tf.make_tensor_proto(np.array([1.5, 2.5], np.float32)))
+    response.outputs["kl_loss"].CopyFrom(tf.make_tensor_proto(np.float32(0.25), shape=[2]))  # one value for all
+    response.outputs["kl_loss"].ClearField("tensor_content")
+    response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
+    np.testing.assert_array_equal(draw_client.from_tensor_proto(response.outputs["loss"]), [1.5, 2.5])
+    np.testing.assert_array_equal(draw_client.from_tensor_proto(response.outputs["kl_loss"]), [0.25, 0.25])
+
+
+def test_command_line_writes_png_grids_and_prints_the_elbo(server, tmp_path, capsys):
+    url = ["--url", server.url]
+    assert draw_client.main(["generate", "--count", "4", "--seed", "1", "--out", str(tmp_path / "g.png"), *url]) == 0
+    assert "seeds 1..4" in capsys.readouterr().out
+    with Image.open(tmp_path / "g.png") as picture:
+        assert picture.size == ((2 * 29 + 1) * 2, (2 * 29 + 1) * 2)  # 2×2 tiles of 28 px + 1 px gaps, scale 2
+    assert draw_client.main(["draw", "--count", "2", "--seed", "1", "--out", str(tmp_path / "d.png"), "--grpc", server.grpc]) == 0
+    with Image.open(tmp_path / "d.png") as picture:
+        assert picture.size == ((T * 29 + 1) * 2, (2 * 29 + 1) * 2) and picture.mode == "RGB"  # T columns, red boxes
+    np.save(tmp_path / "x.npy", binary_images(3)[..., 0])  # (count, H, W): one channel added
+    assert draw_client.main(["reconstruct", "--images", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r.png"), *url]) == 0
+    with Image.open(tmp_path / "r.png") as picture:
+        assert picture.size == ((3 * 29 + 1) * 2, (2 * 29 + 1) * 2)  # originals above reconstructions
+    capsys.readouterr()
+    assert draw_client.main(["elbo", "--images", str(tmp_path / "x.npy"), "--seed", "2", "--rows", *url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("image 0: loss ") and lines[-1].startswith("mean: loss ")
+
+
+def test_command_line_reports_failures_in_one_line(server, tmp_path, capsys):
+    np.save(tmp_path / "bad.npy", np.full((1, 28, 28, 1), 3.0, np.float32))
+    assert draw_client.main(["elbo", "--images", str(tmp_path / "bad.npy"), "--url", server.url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("client.py: error: HTTP 400") and "images must lie in [0, 1]" in err and err.count("\n") == 1
+    assert draw_client.main(["elbo", "--images", str(tmp_path / "missing.npy"), "--url", server.url]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert draw_client.main(["generate", "--out", str(tmp_path / "g.png"), "--url", f"http://127.0.0.1:{closed_port()}"]) == 1
+    assert capsys.readouterr().err.startswith("client.py: error: Cannot reach")
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
+    """python export/client.py in a process where TensorFlow, gRPC and keras_draw cannot be imported."""
+    script = (
+        "import runpy, sys\n"
+        "for name in ('tensorflow', 'grpc', 'tensorflow_serving', 'keras', 'keras_draw'):\n"
+        "    sys.modules[name] = None\n"
+        "sys.argv = ['client.py', *sys.argv[1:]]\n"
+        "runpy.run_path('export/client.py', run_name='__main__')\n"
+    )
+    out = tmp_path / "samples.png"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "generate", "--count", "2", "--seed", "4", "--out", str(out), "--url", server.url],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and "seeds 4..5" in result.stdout
