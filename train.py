@@ -37,6 +37,8 @@ def parse_args(argv, defaults):
                         help="also checkpoint every N training steps (default: every epoch only)")
     parser.add_argument("--resume", action="store_true",
                         help="require a checkpoint to resume from (a rerun resumes by itself)")
+    parser.add_argument("--export-dir", default=None,
+                        help="after training, export a SavedModel for TensorFlow Serving here (next version)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic TensorFlow ops: the same seed gives the same weights")
     return parser.parse_args(argv)

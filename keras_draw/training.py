@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_draw import datasets, presets
+from keras_draw import datasets, presets, serving
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
@@ -44,10 +44,11 @@ class TrainOptions:
     checkpoint_every: int | None = None
     resume: bool = False
     deterministic: bool = False
+    export_dir: str | None = None
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic")
+                  "deterministic", "export_dir")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -70,6 +71,8 @@ class TrainOptions:
             if path is not None and not os.path.isdir(path):
                 raise ValueError(f"`{name}` is not an existing directory. Received: {name}={path!r}")
         check_output_dir(self.resolved_output_dir())
+        if self.export_dir is not None:
+            check_output_dir(self.export_dir, name="export_dir")
 
     def resumable(self):
         """The options a checkpoint must share with the run that resumes it."""
@@ -98,15 +101,15 @@ class TrainOptions:
         return config
 
 
-def check_output_dir(path):
-    """The output directory must be a directory, or creatable, and writable."""
+def check_output_dir(path, name="output_dir"):
+    """An output directory must be a directory, or creatable, and writable."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"`output_dir` exists and is not a directory. Received: output_dir={path!r}")
+        raise ValueError(f"`{name}` exists and is not a directory. Received: {name}={path!r}")
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(os.path.abspath(existing))
     if not os.access(existing, os.W_OK):
-        raise ValueError(f"`output_dir` is not writable. Received: output_dir={path!r}")
+        raise ValueError(f"`{name}` is not writable. Received: {name}={path!r}")
 
 
 def build_model(options):
@@ -148,6 +151,8 @@ def train(verbose="auto", **options):
     test_images = next(iter(test_ds.unbatch().batch(32)))
     reconstructions = model.reconstruct(test_images, seed=options.seed)
     save_grid(files.reconstructions, interleave(test_images, reconstructions), columns=8)
+    if options.export_dir is not None:
+        print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
     return model, history
 
 

@@ -30,7 +30,9 @@ def load_train_script():
 def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     output_dir = tmp_path / "run"
     model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir,
-                           output_dir=str(output_dir), verbose=0)
+                           output_dir=str(output_dir), export_dir=str(tmp_path / "serving"), verbose=0)
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
+    assert history.epoch == [0, 1] and len(history.history["val_loss"]) == 2
     for name in RUN_FILES:
         assert (output_dir / name).is_file(), name
     assert any((output_dir / "logs").rglob("events.out.tfevents.*"))
@@ -87,12 +89,14 @@ def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
     assert not output_dir.exists()
 
 
-def test_output_dir_that_is_a_file_exits_2(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--output-dir", "--export-dir"])
+def test_output_dir_that_is_a_file_exits_2(flag, tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
-    assert load_train_script().main([*TINY, "--output-dir", str(a_file)]) == 2
+    flags = [*TINY, flag, str(a_file)] + (["--output-dir", str(tmp_path / "never")] if flag == "--export-dir" else [])
+    assert load_train_script().main(flags) == 2
     assert "not a directory" in capsys.readouterr().err
-    assert a_file.read_text() == "keep me"
+    assert a_file.read_text() == "keep me" and not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("flags", [["--epochs", "two"], ["--no-such-flag"]])
