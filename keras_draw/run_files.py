@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from keras_draw.callbacks import SampleGrid
 from keras_draw.files import atomic_path
 
 
@@ -15,9 +16,13 @@ class RunFiles:
     config.json          the run's options and the model's configuration
     metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats
     test_metrics.json    the same three on the test split after training
-    logs/                TensorBoard logs
-    samples.png          64 generated images
-    reconstructions.png  test images (odd rows) over their reconstructions (even rows)
+    logs/                TensorBoard logs (losses, and a grid of samples every epoch)
+    samples.png          generated images
+    reconstructions.png  test images over their reconstructions
+    drawing.gif          the canvas after each step of generation, write window in red
+    drawing_steps.png    selected steps of that drawing, a strip per image
+    reconstruction_drawing.gif, reconstruction_steps.png   the same for test images, read
+                         window in green
     checkpoint/          the latest checkpoint, from which a rerun resumes (see checkpoint.py)
     """
 
@@ -36,7 +41,7 @@ class RunFiles:
         os.makedirs(self.output_dir, exist_ok=True)
 
     def callbacks(self):
-        return [keras.callbacks.TensorBoard(self.logs)]
+        return [keras.callbacks.TensorBoard(self.logs), SampleGrid(os.path.join(self.logs, "samples"))]
 
     def write_metrics(self, history):
         """Writes the per-epoch history rows as CSV, atomically."""

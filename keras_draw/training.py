@@ -12,11 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_draw import datasets, presets, serving
+from keras_draw import datasets, presets, serving, visualize
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
-from keras_draw.images import save_grid
 from keras_draw.run_files import RunFiles
 
 
@@ -147,10 +146,8 @@ def train(verbose="auto", **options):
     files.save_model(model)
     test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
     write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
-    save_grid(files.samples, model.generate(64, seed=options.seed))
     test_images = next(iter(test_ds.unbatch().batch(32)))
-    reconstructions = model.reconstruct(test_images, seed=options.seed)
-    save_grid(files.reconstructions, interleave(test_images, reconstructions), columns=8)
+    visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
     if options.export_dir is not None:
         print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
     return model, history
@@ -234,12 +231,3 @@ def history_of(rows):
     names = [k for k in (rows[0] if rows else {}) if k != "epoch"]
     history.history = {name: [row[name] for row in rows] for name in names}
     return history
-
-
-def interleave(originals, reconstructions):
-    """Rows of originals over rows of their reconstructions, 8 a row, for a grid of 8 columns."""
-    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
-    rows = []
-    for start in range(0, len(originals), 8):
-        rows += [originals[start : start + 8], reconstructions[start : start + 8]]
-    return np.concatenate(rows)

@@ -16,7 +16,8 @@ from keras_draw import Draw, datasets
 from keras_draw.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_FILES = ("model.keras", "config.json", "metrics.csv", "test_metrics.json", "samples.png", "reconstructions.png")
+RUN_FILES = ("model.keras", "config.json", "metrics.csv", "test_metrics.json", "samples.png", "reconstructions.png",
+             "drawing.gif", "drawing_steps.png", "reconstruction_drawing.gif", "reconstruction_steps.png")
 TINY = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2"]
 
 
@@ -35,7 +36,8 @@ def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     assert history.epoch == [0, 1] and len(history.history["val_loss"]) == 2
     for name in RUN_FILES:
         assert (output_dir / name).is_file(), name
-    assert any((output_dir / "logs").rglob("events.out.tfevents.*"))
+    assert any((output_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    assert any((output_dir / "logs" / "samples").glob("events.out.tfevents.*"))
     with open(output_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]

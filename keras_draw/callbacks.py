@@ -1,0 +1,44 @@
+"""Keras callbacks for DRAW's training runs."""
+
+import keras
+import tensorflow as tf
+
+from keras_draw.images import image_grid
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Logs a grid of generated images to TensorBoard at the end of every epoch.
+
+    The noise is the same every epoch (`seed`), so the pictures show the same samples improving.
+    The images appear under the tag `name` of the run in `log_dir` (needs `tensorboard`, which
+    implements `tf.summary.image`).
+
+    Args:
+        log_dir: the folder of the event files, e.g. RUN/logs/samples.
+        num_images: images in the grid.
+        seed: seed of the generated noise.
+        name: the summary's tag.
+    """
+
+    def __init__(self, log_dir, num_images=16, seed=0, name="samples"):
+        super().__init__()
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images <= 0:
+            raise ValueError(f"`num_images` must be a positive integer. Received: num_images={num_images!r}")
+        self.log_dir = log_dir
+        self.num_images = num_images
+        self.seed = seed
+        self.name = name
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        grid = image_grid(self.model.generate(self.num_images, seed=self.seed))  # (H, W, C) uint8
+        with self._writer.as_default():
+            tf.summary.image(self.name, grid[None], step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

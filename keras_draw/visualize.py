@@ -1,0 +1,155 @@
+"""The pictures of a trained DRAW model: samples, reconstructions, and its drawing process.
+
+`write_pictures(model, out_dir, images)` writes, into `out_dir`:
+    samples.png                 64 generated images
+    drawing.gif                 the canvas of every step while 16 images are generated, the write
+                                window boxed in red (the paper's video)
+    drawing_steps.png           selected steps of 4 of them, a row per image
+and, when test images are given:
+    reconstructions.png         images (odd rows) over their reconstructions (even rows)
+    reconstruction_drawing.gif  the same for the inference pass, the read window boxed in green
+    reconstruction_steps.png
+
+`python -m keras_draw.visualize --model RUN/model.keras --out DIR` writes them for a saved model,
+taking test images from the run's dataset (--dataset, or config.json beside the model).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from keras_draw import animation, datasets
+from keras_draw.evaluate import SPLITS, load_model, run_dataset
+from keras_draw.images import save_grid
+
+PICTURES = {
+    "samples": "samples.png",
+    "drawing": "drawing.gif",
+    "drawing_steps": "drawing_steps.png",
+    "reconstructions": "reconstructions.png",
+    "reconstruction_drawing": "reconstruction_drawing.gif",
+    "reconstruction_steps": "reconstruction_steps.png",
+}
+
+
+def write_pictures(model, out_dir, images=None, seed=0, num_images=16, strip_images=4, strip_steps=8):
+    """Writes the pictures listed in the module docstring; returns {name: path} of those written.
+
+    Args:
+        model: a `Draw`, or the path of a saved `.keras` model.
+        out_dir: the folder to write into (created if need be).
+        images: test images (count, B, A, C) in [0, 1] for the reconstructions, or None.
+        seed: seeds the generated and the posterior noise; the same seed, the same pictures.
+        num_images: images in each animation.
+        strip_images, strip_steps: rows and columns of the static strips.
+    """
+    model = load_model(model)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, file) for name, file in PICTURES.items()}
+    save_grid(paths["samples"], model.generate(64, seed=seed))
+    sequence = model.generate_sequence(num_images, seed=seed)
+    write_drawing(model, sequence, paths["drawing"], paths["drawing_steps"], strip_images, strip_steps)
+    if images is None:
+        return {name: paths[name] for name in ("samples", "drawing", "drawing_steps")}
+    images = np.asarray(images, dtype=np.float32)
+    columns = min(8, len(images))
+    shown = images[: min(32, len(images)) // columns * columns]  # whole rows only
+    reconstructions = model.reconstruct(shown, seed=seed)
+    save_grid(paths["reconstructions"], interleave(shown, reconstructions, columns), columns=columns)
+    sequence = model.reconstruct_sequence(images[:num_images], seed=seed)
+    write_drawing(
+        model,
+        sequence,
+        paths["reconstruction_drawing"],
+        paths["reconstruction_steps"],
+        strip_images,
+        strip_steps,
+    )
+    return paths
+
+
+def write_drawing(model, sequence, gif_path, strip_path, strip_images=4, strip_steps=8):
+    """The animation and the strip of one drawing `sequence` (from `generate_sequence` or
+    `reconstruct_sequence`), with its windows boxed."""
+    canvases = np.asarray(sequence["canvases"])  # (count, T, B, A, C)
+    windows = drawing_windows(model, sequence)
+    animation.save_gif(gif_path, animation.drawing_frames(canvases, windows), channels=model.channels)
+    strip_windows = [(w[:strip_images], n, colour) for w, n, colour in windows]
+    strip = animation.steps_strip(canvases[:strip_images], strip_windows, strip_steps)
+    animation.save_png(strip_path, strip)
+
+
+def drawing_windows(model, sequence):
+    """[(window sequence, N, colour)] of a sequence: read (if any) under write; none without
+    attention."""
+    windows = []
+    if "read_window" in sequence:
+        windows.append((np.asarray(sequence["read_window"]), model.read_n, animation.READ_COLOUR))
+    if "write_window" in sequence:
+        windows.append((np.asarray(sequence["write_window"]), model.write_n, animation.WRITE_COLOUR))
+    return windows
+
+
+def interleave(originals, reconstructions, columns=8):
+    """Rows of originals over rows of their reconstructions, for a grid of `columns` columns
+    (a multiple of `columns` images)."""
+    originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
+    rows = []
+    for start in range(0, len(originals), columns):
+        rows += [originals[start : start + columns], reconstructions[start : start + columns]]
+    return np.concatenate(rows)
+
+
+def dataset_images(dataset, split="test", count=32, data_dir=None, manual_dir=None):
+    """The first `count` images of a dataset's split, (count, B, A, C)."""
+    splits = datasets.load(dataset, count, data_dir=data_dir, manual_dir=manual_dir)
+    return next(iter(splits[SPLITS.index(split)])).numpy()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_draw.visualize",
+        description="Samples, reconstructions and animations of DRAW's drawing process.",
+    )
+    parser.add_argument("--model", required=True, help="a saved model, e.g. RUN/model.keras")
+    parser.add_argument("--out", default=None, help="output folder (default: the model's folder)")
+    parser.add_argument("--dataset", default=None,
+                        help="images to reconstruct (default: the run's dataset, from config.json beside the model)")
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--no-reconstructions", action="store_true", help="generated pictures only")
+    parser.add_argument("--num-images", type=int, default=16, help="images in each animation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    parser.add_argument("--manual-dir", default=None, help="folder holding the dataset's original files")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.num_images <= 0:
+            raise ValueError(f"`--num-images` must be positive. Received: --num-images={args.num_images}")
+        if not os.path.isfile(args.model):
+            raise ValueError(f"Model file not found. Received: --model={args.model!r}")
+        out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise ValueError(f"`--out` exists and is not a folder. Received: --out={out_dir!r}")
+        images = None
+        dataset = None if args.no_reconstructions else args.dataset or run_dataset(args.model)
+        if dataset is not None:
+            images = dataset_images(dataset, args.split, data_dir=args.data_dir, manual_dir=args.manual_dir)
+        paths = write_pictures(args.model, out_dir, images, seed=args.seed, num_images=args.num_images)
+    except (ValueError, datasets.DatasetUnavailableError) as err:
+        print(f"visualize: error: {err}", file=sys.stderr)
+        return 2
+    if images is None and not args.no_reconstructions:
+        print("No --dataset given and none in config.json beside the model: generated pictures only.")
+    for path in paths.values():
+        print(f"Written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

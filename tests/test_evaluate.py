@@ -1,0 +1,154 @@
+"""keras_draw.evaluate: the negative ELBO, the importance-weighted bound, and the command line."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_draw import Draw, losses
+from keras_draw import evaluate as evaluate_module
+from keras_draw.evaluate import NON_BINARY_NOTE, evaluate, log_importance_weights, main, per_image_bounds
+
+
+def block_patterns(count, seed, flip=0.0, size=28):
+    """Binary images of a random 3×3 pattern of on and off blocks; `flip` of the pixels flipped."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.integers(0, 2, size=(count, 3, 3))
+    block = np.arange(size) * 3 // size  # the block of each pixel row (or column)
+    images = patterns[:, block][:, :, block][..., None]  # (count, size, size, 1)
+    return np.abs(images - (rng.random(images.shape) < flip)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    """A tiny DRAW trained until its posteriors carry information (a KL of several nats).
+
+    Without attention, a tiny DRAW learns to use its latents within seconds; the bounds do not
+    depend on how the canvas is written.
+    """
+    keras.utils.set_random_seed(0)
+    model = Draw.from_preset("tiny", attention=False, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(block_patterns(1000, seed=1), batch_size=50, epochs=4, verbose=0)
+    return model
+
+
+def test_log_weight_is_log_likelihood_plus_log_prior_minus_log_posterior(trained_model):
+    model, x = trained_model, block_patterns(5, seed=2)
+    epsilon = model.sample_noise(5, seed=3)
+    outputs = model.infer(x, epsilon)
+    z = np.asarray(outputs["z"], np.float64)
+    sigma = np.exp(np.asarray(outputs["log_sigma"], np.float64))
+    # log N(z; 0, 1) − log N(z; μ, σ) with z = μ + σε: the 2π terms cancel, ε² and log σ remain.
+    log_ratio = -0.5 * z**2 + 0.5 * np.asarray(epsilon, np.float64) ** 2 + np.log(sigma)
+    expected = -np.asarray(losses.distortion(x, outputs["canvas"])) + log_ratio.sum(axis=(1, 2))
+    np.testing.assert_allclose(log_importance_weights(model, x, epsilon), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_one_sample_estimate_equals_the_elbo_in_expectation(trained_model):
+    # With K = 1, −log w is an unbiased estimate of the negative ELBO. Paired image by image
+    # (independent noise for the two), so the spread between images cancels.
+    bounds = per_image_bounds(trained_model, np.array_split(block_patterns(600, seed=4), 6), importance_samples=1, seed=5)
+    difference = bounds["negative_log_likelihood"] - bounds["loss"]
+    standard_error = difference.std(ddof=1) / math.sqrt(difference.size)
+    assert abs(difference.mean()) < 4 * standard_error
+    # The check has power: an error of half a nat per latent unit (eq. 11's constant T·|z|/2; a
+    # dropped prior or posterior density, a wrong sign or a lost 2π are all larger) stands out.
+    assert 4 * standard_error < trained_model.num_steps * trained_model.latent_dim / 2
+    assert bounds["kl_loss"].mean() > 1.0  # and the posteriors carry information
+
+
+def test_importance_weighted_estimate_is_below_the_elbo(trained_model):
+    x = block_patterns(100, seed=6)
+    bounds = per_image_bounds(trained_model, [x[:50], x[50:]], importance_samples=200, seed=7)
+    gap = bounds["loss"] - bounds["negative_log_likelihood"]
+    assert np.all(np.isfinite(bounds["negative_log_likelihood"])) and np.all(np.isfinite(bounds["loss"]))
+    assert gap.mean() > -3 * gap.std(ddof=1) / math.sqrt(gap.size)  # IW ≤ ELBO, up to noise
+    assert gap.mean() > 0.0  # and tighter, for a model whose KL is not negligible
+
+
+@pytest.mark.parametrize("importance_batch_size", [1, 6, 10_000])
+def test_batched_samples_stay_with_their_image_and_all_count(trained_model, monkeypatch, importance_batch_size):
+    # A stand-in log w that is the same for every sample of an image and differs between
+    # images: the log-mean-exp of K copies must give it back exactly, however the K samples
+    # are split into passes (here 1, 3 or 7 at a time: chunks of 3, 3 and 1 for 6).
+    def pixel_sum(model, x, epsilon):
+        return tf.reduce_sum(x, axis=[1, 2, 3]) + 0.0 * tf.reduce_sum(epsilon, axis=[1, 2])
+
+    monkeypatch.setattr(evaluate_module, "log_importance_weights", pixel_sum)
+    x = block_patterns(2, seed=8, flip=0.1)
+    bounds = per_image_bounds(trained_model, [x], importance_samples=7, seed=9, importance_batch_size=importance_batch_size)
+    np.testing.assert_allclose(bounds["negative_log_likelihood"], -x.sum(axis=(1, 2, 3)), rtol=1e-6)
+
+
+def test_evaluate_reports_nats_with_standard_errors_and_bits_per_dim(trained_model, mnist_data_dir):
+    result = evaluate(
+        trained_model, "mnist", data_dir=mnist_data_dir, max_images=150, batch_size=64, importance_samples=5, seed=1
+    )
+    assert (result["dataset"], result["split"], result["num_images"], result["importance_samples"]) == ("mnist", "test", 150, 5)
+    np.testing.assert_allclose(result["negative_elbo"], result["reconstruction_loss"] + result["kl_loss"], rtol=1e-6)
+    np.testing.assert_allclose(result["negative_elbo_bits_per_dim"], result["negative_elbo"] / (784 * math.log(2)))
+    np.testing.assert_allclose(
+        result["negative_log_likelihood_bits_per_dim"], result["negative_log_likelihood"] / (784 * math.log(2))
+    )
+    for key in ("negative_elbo", "kl_loss", "negative_log_likelihood", "bound_gap"):
+        assert 0 < result[f"{key}_standard_error"] < abs(result[key]) + 1
+    assert "true -log p(x)" in result["note"]
+    json.dumps(result, allow_nan=False)
+
+
+def test_colour_figures_are_in_bits_per_dimension_and_flagged_as_not_a_likelihood():
+    model = Draw.from_preset("tiny", image_height=8, image_width=6, channels=3, seed=0)
+    images = np.random.default_rng(0).random((20, 8, 6, 3)).astype(np.float32)
+    result = evaluate(model, images, importance_samples=3, batch_size=8)
+    assert result["num_images"] == 20 and result["dataset"] is None
+    np.testing.assert_allclose(result["negative_elbo_bits_per_dim"], result["negative_elbo"] / (8 * 6 * 3 * math.log(2)))
+    assert result["note"] == NON_BINARY_NOTE
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"split": "dev"}, "Received: split='dev'"),
+        ({"importance_samples": -1}, "Received: importance_samples=-1"),
+        ({"max_images": 0}, "Received: max_images=0"),
+        ({"batch_size": 2.5}, "Received: batch_size=2.5"),
+    ],
+)
+def test_bad_options_are_rejected_with_the_value(options, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(Draw.from_preset("tiny"), np.zeros((2, 28, 28, 1), np.float32), **options)
+
+
+def test_images_of_the_wrong_shape_are_rejected():
+    with pytest.raises(ValueError, match=r"Received: shape=\(2, 28, 27, 1\)"):
+        evaluate(Draw.from_preset("tiny"), np.zeros((2, 28, 27, 1), np.float32))
+
+
+def test_command_line_writes_json_next_to_the_model(trained_model, mnist_data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    trained_model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"options": {"dataset": "mnist"}}))  # as train.py writes
+    argv = ["--model", str(run / "model.keras"), "--data-dir", mnist_data_dir, "--max-images", "40", "--importance-samples", "3"]
+    assert main(argv) == 0
+    result = json.loads((run / "evaluation_mnist_test.json").read_text())
+    assert result["num_images"] == 40 and result["importance_samples"] == 3
+    printed = capsys.readouterr().out
+    assert "negative ELBO" in printed and f"{result['negative_elbo']:.2f}" in printed
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "no/such/model.keras", "--dataset", "mnist"], "Model file not found"),
+        (["--model", "m.keras", "--dataset", "mnist", "--importance-samples", "-2"], "importance_samples=-2"),
+    ],
+)
+def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and error.startswith("evaluate: error:")

@@ -1,0 +1,208 @@
+"""Pictures of the drawing process (keras_draw.animation, keras_draw.visualize) and the
+TensorBoard sample grid (keras_draw.callbacks)."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_draw import Draw
+from keras_draw.filterbank import filter_centres
+from keras_draw.animation import (
+    PADDING,
+    READ_COLOUR,
+    SCALE,
+    WRITE_COLOUR,
+    box_pixels,
+    drawing_frames,
+    save_gif,
+    selected_steps,
+    steps_strip,
+    window_box,
+)
+from keras_draw.callbacks import SampleGrid
+from keras_draw.images import image_grid
+from keras_draw.visualize import main, write_pictures
+
+
+def small(**overrides):
+    return Draw.from_preset("tiny", seed=3, **overrides)
+
+
+def gif_frames(path):
+    """The frames of a GIF as RGB arrays."""
+    with Image.open(path) as gif:
+        frames = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            frames.append(np.asarray(gif.convert("RGB")))
+    return frames
+
+
+def grid_size(count, tile_height, tile_width, columns):
+    rows = math.ceil(count / columns)
+    return rows * (tile_height + PADDING) + PADDING, columns * (tile_width + PADDING) + PADDING
+
+
+# --- The window's box ---
+
+
+def test_box_joins_the_outermost_filter_centres_worked_by_hand():
+    # N = 5, δ = 2 around g = (14.5, 10): centres 10.5 … 18.5 across, 6 … 14 down (1-based),
+    # so pixel indices 9.5 … 17.5 and 5 … 13.
+    window = (14.5, 10.0, 2.0, 1.0, 1.0)
+    assert window_box(window, 5) == (9.5, 5.0, 17.5, 13.0)
+    # Upscaled 4×: pixel p's centre lies at (p + 0.5)·4 − 0.5.
+    assert window_box(window, 5, scale=4) == (39.5, 21.5, 71.5, 53.5)
+    # N = 2, δ = 3 around (5, 5): centres 3.5 and 6.5, pixels 2.5 and 5.5.
+    assert window_box((5.0, 5.0, 3.0, 1.0, 1.0), 2) == (2.5, 2.5, 5.5, 5.5)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_box_matches_the_filterbank_of_the_same_window(n):
+    g_x, g_y, delta = (np.array([v], np.float32) for v in (7.3, 19.1, 2.7))
+    centres_x = np.asarray(filter_centres(g_x, delta, n))[0]
+    centres_y = np.asarray(filter_centres(g_y, delta, n))[0]
+    expected = (centres_x[0] - 1, centres_y[0] - 1, centres_x[-1] - 1, centres_y[-1] - 1)
+    np.testing.assert_allclose(window_box((7.3, 19.1, 2.7), n), expected, rtol=1e-6)
+
+
+def test_box_far_outside_the_picture_is_clipped_out_of_sight():
+    assert box_pixels((-1e6, 3.2, 1e6, 9.6), width=112, height=112) == (-1, 3, 112, 10)
+    assert box_pixels((-50.0, -40.0, -20.0, -2.0), width=112, height=112) == (-1, -1, -1, -1)
+
+
+# --- Frames and the GIF ---
+
+
+def test_gif_boxes_lie_where_the_window_says(tmp_path):
+    # One black image, two steps; corners chosen so that (p + 0.5)·4 − 0.5 is a whole number.
+    canvases = np.zeros((1, 2, 28, 28, 1), np.float32)
+    write_window = np.array([[[14.125, 9.125, 4.0, 1.0, 1.0], [20.125, 20.125, 1.0, 1.0, 1.0]]])
+    read_window = np.array([[[5.125, 6.125, 2.0, 1.0, 1.0], [14.0, 14.0, 1.0, 1.0, 1.0]]])
+    frames = drawing_frames(canvases, [(read_window, 2, READ_COLOUR), (write_window, 3, WRITE_COLOUR)])
+    save_gif(tmp_path / "box.gif", frames)
+    first = gif_frames(tmp_path / "box.gif")[0]
+    # Write window, N = 3: centres g ± δ = 10.125 … 18.125 across, 5.125 … 13.125 down; pixel
+    # indices one less; upscaled (p + 0.5)·4 − 0.5: 38 … 70 across, 18 … 50 down.
+    left, top, right, bottom = (PADDING + v for v in (38, 18, 70, 50))
+    for x, y in [(left, top), (right, top), (left, bottom), (right, bottom), (54, top), (left, 30)]:
+        assert tuple(first[y, x]) == WRITE_COLOUR, (x, y)
+    assert tuple(first[top + 1, left + 1]) == (0, 0, 0) and tuple(first[top - 1, left - 1]) == (0, 0, 0)
+    # Read window, N = 2: centres g ± δ/2 = 4.125 … 6.125 across, 5.125 … 7.125 down.
+    read_corners = [(PADDING + 4 * (c - 1 + 0.5) - 0.5) for c in (4.125, 5.125, 6.125, 7.125)]
+    assert read_corners == [PADDING + 14, PADDING + 18, PADDING + 22, PADDING + 26]
+    assert tuple(first[PADDING + 18, PADDING + 14]) == READ_COLOUR
+    assert tuple(first[PADDING + 26, PADDING + 22]) == READ_COLOUR
+
+
+def test_generation_gif_has_one_frame_per_step_and_boxes_from_the_model(tmp_path):
+    model = small(num_steps=5)
+    paths = write_pictures(model, tmp_path, seed=4, num_images=4)
+    assert set(paths) == {"samples", "drawing", "drawing_steps"}
+    frames = gif_frames(paths["drawing"])
+    assert len(frames) == model.num_steps  # T frames
+    height, width = grid_size(4, 28 * SCALE, 28 * SCALE, columns=2)
+    assert frames[0].shape == (height + SCALE + PADDING, width, 3)  # the grid and the step bar
+    # The box of image 0 at the last step, from the window the model reports (N = write_n).
+    window = np.asarray(model.generate_sequence(4, seed=4)["write_window"])[0, -1]
+    g_x, g_y, delta = (float(v) for v in window[:3])
+    half_span = (model.write_n - 1) / 2 * delta
+    corners = [(c - 1 + 0.5) * SCALE - 0.5 for c in (g_x - half_span, g_y - half_span, g_x + half_span, g_y + half_span)]
+    left, top, right, bottom = (math.floor(c + 0.5) for c in corners)
+    inside = lambda v: 0 <= v < 28 * SCALE
+    checked = 0
+    for x, y in [(left, top), (right, top), (left, bottom), (right, bottom)]:
+        if inside(x) and inside(y):
+            assert tuple(frames[-1][PADDING + y, PADDING + x]) == WRITE_COLOUR
+            checked += 1
+    assert checked > 0
+
+
+def test_reconstruction_pictures_draw_read_and_write_windows(tmp_path):
+    model = small(num_steps=4)
+    images = (np.random.default_rng(0).random((6, 28, 28, 1)) > 0.5).astype(np.float32)
+    paths = write_pictures(model, tmp_path, images=images, num_images=3, strip_images=2, strip_steps=3)
+    frames = gif_frames(paths["reconstruction_drawing"])
+    assert len(frames) == 4
+    colours = {tuple(c) for frame in frames for c in frame.reshape(-1, 3)}
+    assert READ_COLOUR in colours and WRITE_COLOUR in colours
+    with Image.open(paths["reconstruction_steps"]) as strip:  # 2 images × 3 steps
+        assert strip.size[::-1] == grid_size(6, 28 * SCALE, 28 * SCALE, columns=3)
+    with Image.open(paths["reconstructions"]) as grid:  # 6 originals over 6 reconstructions, ×2
+        assert grid.size == (2 * (6 * 29 + 1), 2 * (2 * 29 + 1))
+
+
+def test_pictures_without_attention_and_in_colour(tmp_path):
+    model = small(num_steps=3, attention=False, image_height=10, image_width=12, channels=3)
+    paths = write_pictures(model, tmp_path, images=np.random.default_rng(1).random((2, 10, 12, 3)), num_images=2)
+    frames = gif_frames(paths["reconstruction_drawing"])
+    assert len(frames) == 3 and frames[0].shape[1] == grid_size(2, 10 * SCALE, 12 * SCALE, columns=2)[1]
+    colours = {tuple(c) for c in frames[-1].reshape(-1, 3)}
+    assert READ_COLOUR not in colours and WRITE_COLOUR not in colours  # no windows, no boxes
+
+
+def test_strip_shows_the_first_and_the_last_step():
+    assert selected_steps(64, 8) == [0, 9, 18, 27, 36, 45, 54, 63]
+    assert selected_steps(3, 8) == [0, 1, 2]
+    canvases = np.zeros((2, 5, 4, 4, 1), np.float32)
+    canvases[:, -1] = 1.0  # white only at the last step
+    strip = steps_strip(canvases, steps=2, scale=1)
+    assert strip.shape == (*grid_size(4, 4, 4, columns=2), 3)
+    tile = lambda row, column: strip[PADDING + row * 6 : PADDING + row * 6 + 4, PADDING + column * 6 : PADDING + column * 6 + 4]
+    assert tile(0, 0).max() == 0 and tile(1, 1).min() == 255
+
+
+def test_command_line_writes_the_pictures_of_a_saved_model(tmp_path, capsys):
+    model = small()
+    model.save(tmp_path / "model.keras")
+    assert main(["--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "pictures"), "--num-images", "2"]) == 0
+    written = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert written == ["drawing.gif", "drawing_steps.png", "samples.png"]
+    assert "generated pictures only" in capsys.readouterr().out
+
+
+def test_command_line_reconstructs_the_runs_dataset(tmp_path, mnist_data_dir):
+    small().save(tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"options": {"dataset": "mnist"}}))
+    assert main(["--model", str(tmp_path / "model.keras"), "--data-dir", mnist_data_dir, "--num-images", "2"]) == 0
+    assert (tmp_path / "reconstruction_drawing.gif").is_file() and (tmp_path / "reconstructions.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--model", "missing.keras"], "Model file not found"), (["--model", "m.keras", "--num-images", "0"], "--num-images=0")],
+)
+def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and error.startswith("visualize: error:")
+
+
+# --- The TensorBoard callback ---
+
+
+def test_sample_grid_logs_an_image_summary_every_epoch(tmp_path):
+    model = small()
+    model.compile(optimizer="adam")
+    images = (np.random.default_rng(0).random((8, 28, 28, 1)) > 0.5).astype(np.float32)
+    model.fit(images, batch_size=4, epochs=2, verbose=0, callbacks=[SampleGrid(str(tmp_path), num_images=4, seed=1)])
+    summaries = []
+    for event_file in tmp_path.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            summaries += [(event.step, value) for value in event.summary.value if value.tag == "samples"]
+    assert sorted(step for step, _ in summaries) == [0, 1]
+    width, height, png = tf.make_ndarray(summaries[-1][1].tensor)  # tensorboard's image summary
+    picture = tf.io.decode_png(png).numpy()
+    expected = image_grid(model.generate(4, seed=1))
+    assert picture.shape == expected.shape and (int(width), int(height)) == (expected.shape[1], expected.shape[0])
+    np.testing.assert_array_equal(picture, expected)
+
+
+def test_sample_grid_rejects_a_bad_image_count():
+    with pytest.raises(ValueError, match="Received: num_images=0"):
+        SampleGrid("logs", num_images=0)
