@@ -39,6 +39,8 @@ def parse_args(argv, defaults):
                         help="require a checkpoint to resume from (a rerun resumes by itself)")
     parser.add_argument("--export-dir", default=None,
                         help="after training, export a SavedModel for TensorFlow Serving here (next version)")
+    parser.add_argument("--strategy", default="default",
+                        help="default (one device), mirrored (all local GPUs), multi_worker (hosts in TF_CONFIG) or tpu")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic TensorFlow ops: the same seed gives the same weights")
     return parser.parse_args(argv)

@@ -10,8 +10,8 @@ For t = 1..T, with c_0, h^enc_0 and h^dec_0 learned:
 The loss is the negative ELBO L^x + L^z in nats per image (eqs. 9-12); generation runs the decoder
 alone from z̃_t ~ N(0, I) and returns the mean image σ(c̃_T) (eqs. 13-16).
 
-The T steps run as one symbolic loop (`keras.ops.scan`), not unrolled in Python, so tracing does
-not grow with T. All the noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh
+The T steps run as one symbolic loop (`keras_draw.loop.scan`), not unrolled in Python, so tracing
+does not grow with T; in training on a CPU, XLA compiles the step body alone. All the noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh
 for every step and image (pitfall 4), and the passes are deterministic functions of it.
 """
 
@@ -141,6 +141,17 @@ class Draw(keras.Model):
         shape = (batch_size, self.num_steps, self.latent_dim)
         return keras.random.normal(shape, seed=self.seed_generator if seed is None else seed)
 
+    def _training_noise(self, batch_size):
+        """`sample_noise` for a batch; under R replicas, this replica's rows of the noise of
+        the global batch, so that R devices draw exactly what one device would."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        context = tf.distribute.get_replica_context()
+        if replicas == 1 or context is None:
+            return self.sample_noise(batch_size)
+        epsilon = self.sample_noise(batch_size * replicas)  # the same on every replica
+        start = context.replica_id_in_sync_group * batch_size
+        return epsilon[start : start + batch_size]
+
     def _decode_step(self, c_prev, h_dec_prev, cell_dec_prev, z):
         h_dec, (_, cell_dec) = self.decoder(z, [h_dec_prev, cell_dec_prev])  # eq. 7 (or 14)
         if self.attention:
@@ -158,6 +169,13 @@ class Draw(keras.Model):
         step ((batch, T, B, A, C)) and, with attention, `read_window` and `write_window`
         ((batch, T, 5), ordered as `keras_draw.layers.attention_window.WINDOW_PARAMETERS`).
         """
+        names = ["mu", "log_sigma", "z"]
+        if return_sequence:
+            names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
+        return self._infer(x, epsilon, names)
+
+    def _infer(self, x, epsilon, names, jit_step=False):
+        """`infer` emitting only the per-step outputs `names`; XLA on the step body if `jit_step`."""
         batch_size = ops.shape(x)[0]
         state = (
             self._initial(self.c_0, batch_size),
@@ -178,17 +196,14 @@ class Draw(keras.Model):
             h_enc, (_, cell_enc) = self.encoder(encoder_input, [h_enc_prev, cell_enc_prev])  # eq. 5
             z, mu, log_sigma = self.latent(h_enc, epsilon_t)  # eq. 6
             c, h_dec, cell_dec, write_window = self._decode_step(c_prev, h_dec_prev, cell_dec_prev, z)  # eqs. 7-8
-            outputs = {"mu": mu, "log_sigma": log_sigma, "z": z}
-            if return_sequence:
+            outputs = {"mu": mu, "log_sigma": log_sigma, "z": z,
+                       "read_window": read_window, "write_window": write_window}
+            if "canvases" in names:
                 outputs["canvases"] = ops.sigmoid(c)
-                if self.attention:
-                    outputs.update(read_window=read_window, write_window=write_window)
-            return (c, h_enc, cell_enc, h_dec, cell_dec), outputs
+            return (c, h_enc, cell_enc, h_dec, cell_dec), {k: outputs[k] for k in names}
 
-        names = ["mu", "log_sigma", "z"]
-        if return_sequence:
-            names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
-        final, outputs = loop.scan(step, state, ops.moveaxis(epsilon, 1, 0), names)  # (T, batch, |z|)
+        epsilon = ops.moveaxis(epsilon, 1, 0)  # (T, batch, |z|)
+        final, outputs = loop.scan(step, state, epsilon, names, jit_compile=jit_step)
         outputs = {k: ops.moveaxis(v, 0, 1) for k, v in outputs.items()}  # to (batch, T, ...)
         outputs["canvas"] = final[0]
         return outputs
@@ -229,9 +244,12 @@ class Draw(keras.Model):
 
         One z sample per step per image (eq. 12); ε is drawn afresh unless given.
         """
+        return self._negative_elbo(x, epsilon)
+
+    def _negative_elbo(self, x, epsilon=None, jit_step=False):
         if epsilon is None:
-            epsilon = self.sample_noise(ops.shape(x)[0])
-        outputs = self.infer(x, epsilon)
+            epsilon = self._training_noise(ops.shape(x)[0])
+        outputs = self._infer(x, epsilon, ["mu", "log_sigma"], jit_step=jit_step)
         reconstruction_loss = losses.distortion(x, outputs["canvas"])  # eq. 9
         kl_loss = losses.rate(outputs["mu"], outputs["log_sigma"])  # eqs. 10-11
         loss = reconstruction_loss + kl_loss  # eq. 12
@@ -245,10 +263,12 @@ class Draw(keras.Model):
 
     def generate(self, num_images, seed=None):
         """`num_images` generated images, (num_images, B, A, C) in [0, 1] (eqs. 13-16)."""
+        check_positive(num_images=num_images)
         return self.decode(self.sample_noise(num_images, seed))["images"]
 
     def generate_sequence(self, num_images, seed=None):
         """Generation with every step's canvas and write window (see `decode`)."""
+        check_positive(num_images=num_images)
         return self.decode(self.sample_noise(num_images, seed), return_sequence=True)
 
     def reconstruct(self, x, seed=None):
@@ -276,33 +296,56 @@ class Draw(keras.Model):
                 f"Expected images of shape (batch, {self.image_height}, {self.image_width}, "
                 f"{self.channels}). Received: shape={tuple(x.shape)}"
             )
-        return x
+        in_range = ops.logical_and(ops.min(x) >= 0.0, ops.max(x) <= 1.0)  # False for NaN too
+        message = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
+        with tf.control_dependencies([tf.debugging.Assert(in_range, [message])]):
+            return tf.identity(x)
 
     def _update_metrics(self, terms):
         self.loss_tracker.update_state(terms["loss"])
         self.reconstruction_loss_tracker.update_state(terms["reconstruction_loss"])
         self.kl_loss_tracker.update_state(terms["kl_loss"])
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs by a mean over axis 0, which a scalar lacks.
+            logs = {name: value[None] for name, value in logs.items()}
+        return logs
 
     def train_step(self, data):
         x = self._check_images(data)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            terms = self.negative_elbo(x)
-            # Divided by the replicas, whose gradients tf.distribute sums (as Keras' own losses do).
-            loss = ops.mean(terms["loss"]) / tf.distribute.get_strategy().num_replicas_in_sync
+            terms = self._negative_elbo(x, jit_step=self._jit_step)
+            loss = ops.mean(terms["loss"]) / replicas  # the replicas' gradients are summed
         gradients = tape.gradient(loss, self.trainable_weights)
+        if replicas > 1:  # clip the global gradient, as one device would: sum the replicas' first
+            gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
         if self.clip_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
+        if replicas > 1:  # the optimizer sums the replicas' gradients again: R copies of g / R
+            gradients = [g / replicas for g in gradients]
         self.optimizer.apply(gradients, self.trainable_weights)
         return self._update_metrics(terms)
 
     def test_step(self, data):
-        return self._update_metrics(self.negative_elbo(self._check_images(data)))
+        return self._update_metrics(self._negative_elbo(self._check_images(data), jit_step=self._jit_step))
+
+    @property
+    def _jit_step(self):
+        """XLA on the loop's step body alone when the whole step is not XLA-compiled: on a CPU
+        that fuses the step's many small ops, where XLA over the whole loop is slower."""
+        return not getattr(self, "jit_compile", False)
 
     def compile(self, optimizer="adam", **kwargs):
-        """`keras.Model.compile`, with XLA off by default on CPU (it is slower there)."""
+        """`keras.Model.compile`, with whole-step XLA off by default on CPU (slower there)."""
         kwargs.setdefault("jit_compile", bool(tf.config.list_logical_devices("GPU")))
         super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Compiles a loaded model as it was saved (Keras skips models with a custom compile)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     # === Config ===
 

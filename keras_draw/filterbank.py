@@ -41,8 +41,8 @@ def axis_filterbank(g, delta, sigma2, n, size):
     a = ops.arange(1, size + 1, dtype="float32")  # 1-based pixel coordinates, (size,)
     distance2 = ops.square(a[None, None, :] - mu[:, :, None])  # (batch, N, size)
     f = ops.exp(-distance2 / (2.0 * sigma2[:, None, None]))  # eq. 25: (a − μ)² / (2σ²), pitfall 2
-    z = ops.sum(f, axis=-1, keepdims=True)  # normaliser Z of eq. 25
-    return f / ops.maximum(z, NORMALISER_EPSILON)  # epsilon guard: a deviation from the paper
+    z = ops.sum(f, axis=-1, keepdims=True)  # normaliser Z of eq. 25, (batch, N, 1)
+    return f * (1.0 / ops.maximum(z, NORMALISER_EPSILON))  # epsilon guard: a deviation from the paper
 
 
 def filterbank(g_x, g_y, delta, sigma2, n, image_height, image_width):

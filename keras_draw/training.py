@@ -7,12 +7,14 @@ the model), so a bad value leaves no trace.
 
 import dataclasses
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_draw import datasets, presets, serving, visualize
+from keras_draw import datasets, presets, serving, strategies, visualize
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
@@ -44,10 +46,11 @@ class TrainOptions:
     resume: bool = False
     deterministic: bool = False
     export_dir: str | None = None
+    strategy: str = "default"
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir")
+                  "deterministic", "export_dir", "strategy")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -56,6 +59,9 @@ class TrainOptions:
                 f"Unknown dataset: {self.dataset!r}. Supported: {', '.join(datasets.SUPPORTED)}."
             )
         presets.get(self.preset)
+        if self.strategy not in strategies.STRATEGIES:
+            raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
+                             f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
         for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
                      "checkpoint_every"):
             value = getattr(self, name)
@@ -136,10 +142,13 @@ def train(verbose="auto", **options):
     if options.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
-    model = build_model(options)  # raises on a bad N or size, before anything is written
-    files = RunFiles(options.resolved_output_dir())
-    state = resume_state(model, options, Checkpoint(files.checkpoint))
+    strategy = strategies.make_strategy(options.strategy)
+    with strategy.scope():
+        model = build_model(options)  # raises on a bad N or size, before anything is written
+        state = resume_state(model, options, Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint))
     _, validation_ds, test_ds = load_data(options, datasets.load)
+    chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
+    files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
     write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
     history = fit(model, options, files, state, validation_ds, verbose)
@@ -148,8 +157,10 @@ def train(verbose="auto", **options):
     write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
     test_images = next(iter(test_ds.unbatch().batch(32)))
     visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
-    if options.export_dir is not None:
+    if options.export_dir is not None and chief:
         print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
+    if not chief:
+        shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
 
 

@@ -41,6 +41,84 @@ def reference_infer(model, x, epsilon):
     return c, tf.stack(mus, 1), tf.stack(log_sigmas, 1)
 
 
+def numpy_negative_elbo(model, x, epsilon):
+    """eqs. 3-12 in numpy from the layers' weights, with keras.layers.LSTMCell's equations.
+
+    Independent of the model's code paths (its loop, filterbank and read/write matmuls): only
+    the weights are shared.
+    """
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+    w = lambda layer: [np.asarray(v, np.float64) for v in layer.weights]
+    x = np.asarray(x, np.float64)
+    epsilon = np.asarray(epsilon, np.float64)
+    batch, height, width, channels = x.shape
+
+    def lstm(cell, inputs, h, c):  # keras.layers.LSTMCell: gates i, f, c, o
+        kernel, recurrent_kernel, bias = w(cell)
+        z_i, z_f, z_c, z_o = np.split(inputs @ kernel + h @ recurrent_kernel + bias, 4, axis=-1)
+        c = sigmoid(z_f) * c + sigmoid(z_i) * np.tanh(z_c)
+        return sigmoid(z_o) * np.tanh(c), c
+
+    def window(layer, h_dec):  # eqs. 21-24
+        kernel, bias = w(layer.dense)
+        g_x, g_y, log_sigma2, log_delta, log_gamma = np.moveaxis(h_dec @ kernel + bias, -1, 0)
+        log_sigma2, log_delta, log_gamma = (np.clip(v, -10, 10) for v in (log_sigma2, log_delta, log_gamma))
+        delta = (max(height, width) - 1) / (layer.n - 1) * np.exp(log_delta)
+        return (width + 1) / 2 * (g_x + 1), (height + 1) / 2 * (g_y + 1), delta, np.exp(log_sigma2), np.exp(log_gamma)
+
+    def filters(g, delta, sigma2, n, size):  # eqs. 19-20, 25-26, 1-based grid and pixels
+        mu = g[:, None] + (np.arange(1, n + 1) - n / 2 - 0.5)[None] * delta[:, None]
+        f = np.exp(-((np.arange(1, size + 1)[None, None] - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None]))
+        return f / np.maximum(f.sum(-1, keepdims=True), 1e-8)
+
+    tile = lambda v: np.tile(np.asarray(v, np.float64)[None], (batch,) + (1,) * len(v.shape))
+    c, h_enc, cell_enc = tile(model.c_0), tile(model.h_enc_0), tile(model.cell_enc_0)
+    h_dec, cell_dec = tile(model.h_dec_0), tile(model.cell_dec_0)
+    kl = np.zeros(batch)
+    for t in range(model.num_steps):
+        x_hat = x - sigmoid(c)  # eq. 3
+        if model.attention:
+            g_x, g_y, delta, sigma2, gamma = window(model.reader.window, h_dec)
+            f_x, f_y = (filters(g, delta, sigma2, model.read_n, size) for g, size in ((g_x, width), (g_y, height)))
+            read = lambda image: gamma[:, None, None, None] * np.einsum("bnh,bhwc,bmw->bnmc", f_y, image, f_x)
+            r = np.concatenate([read(x).reshape(batch, -1), read(x_hat).reshape(batch, -1)], -1)  # eq. 27
+        else:
+            r = np.concatenate([x.reshape(batch, -1), x_hat.reshape(batch, -1)], -1)  # eq. 17
+        h_enc, cell_enc = lstm(model.encoder, np.concatenate([r, h_dec], -1), h_enc, cell_enc)  # eq. 5
+        (mu_kernel, mu_bias), (sigma_kernel, sigma_bias) = w(model.latent.mu), w(model.latent.log_sigma)
+        mu = h_enc @ mu_kernel + mu_bias  # eq. 1
+        log_sigma = np.clip(h_enc @ sigma_kernel + sigma_bias, -10, 5)  # eq. 2
+        z = mu + np.exp(log_sigma) * epsilon[:, t]  # eq. 6
+        kl += np.sum(0.5 * (mu**2 + np.exp(2 * log_sigma) - 2 * log_sigma - 1), -1)  # eq. 11
+        h_dec, cell_dec = lstm(model.decoder, z, h_dec, cell_dec)  # eq. 7
+        if model.attention:
+            patch_kernel, patch_bias = w(model.writer.patch)
+            patch = (h_dec @ patch_kernel + patch_bias).reshape(batch, model.write_n, model.write_n, channels)
+            g_x, g_y, delta, sigma2, gamma = window(model.writer.window, h_dec)
+            f_x, f_y = (filters(g, delta, sigma2, model.write_n, size) for g, size in ((g_x, width), (g_y, height)))
+            update = np.einsum("bnh,bnmc,bmw->bhwc", f_y, patch, f_x) / gamma[:, None, None, None]  # eq. 29
+        else:
+            kernel, bias = w(model.writer.dense)
+            update = (h_dec @ kernel + bias).reshape(x.shape)  # eq. 18
+        c = c + update  # eq. 8
+    p = sigmoid(c)
+    distortion = -np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2, 3))  # eq. 9
+    return distortion + kl  # eq. 12
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_loss_at_a_fixed_seed_matches_a_numpy_reference(attention):
+    model = small(attention=attention, image_height=6, image_width=9, channels=3)
+    x = binary_images(3, 6, 9, 3)
+    epsilon = model.sample_noise(3, seed=5)
+    expected = numpy_negative_elbo(model, x, epsilon)
+    np.testing.assert_allclose(model.negative_elbo(x, epsilon)["loss"], expected, rtol=1e-4)
+    model.compile()  # the training path: XLA on the loop's step body on a CPU
+    assert model._jit_step or model.jit_compile
+    loss = tf.function(lambda x, e: model._negative_elbo(x, e, jit_step=True)["loss"])(x, epsilon)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
 @pytest.mark.parametrize("attention", [True, False])
 def test_symbolic_loop_matches_the_equations_step_by_step(attention):
     model = small(attention=attention, image_height=6, image_width=9, channels=3)
@@ -149,3 +227,54 @@ def test_gradient_clipping_bounds_the_update():
     model.fit(binary_images(10), batch_size=10, epochs=1, verbose=0)
     change = np.sqrt(sum(np.sum((np.asarray(w) - b) ** 2) for w, b in zip(model.trainable_weights, before)))
     assert 0 < change <= 1e-3 * (1 + 1e-4)  # SGD(1.0) moves by the clipped gradient norm
+
+
+@pytest.mark.parametrize("bad", [np.nan, -0.5, 255.0])
+def test_images_outside_zero_one_are_refused_by_fit_evaluate_and_reconstruct(bad):
+    model = small()
+    model.compile(optimizer="adam")
+    images = binary_images(4)
+    images[1, 3, 4, 0] = bad
+    for run in (lambda: model.fit(images, batch_size=4, verbose=0),
+                lambda: model.evaluate(images, batch_size=4, verbose=0),
+                lambda: model.reconstruct(images)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]"):
+            run()
+
+
+def test_generate_refuses_a_non_positive_count():
+    with pytest.raises(ValueError, match="Received: num_images=0"):
+        small().generate(0)
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_extreme_images_give_finite_loss_and_gradients(fill):
+    model = small()
+    x = np.full((4, 28, 28, 1), fill, np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model.negative_elbo(x)["loss"])
+    gradients = tape.gradient(loss, model.trainable_weights)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in gradients)
+
+
+@pytest.mark.parametrize("bias", [-1e4, 1e4])
+def test_extreme_windows_and_weights_give_finite_loss_and_gradients(bias):
+    # Every window parameter and posterior log σ driven far past the clipping bounds, and large
+    # weights everywhere: stride, variance and γ huge or tiny, filters underflowing.
+    model = small()
+    for layer in (model.reader.window.dense, model.writer.window.dense, model.latent.log_sigma):
+        kernel, b = layer.get_weights()
+        layer.set_weights([kernel * 100, np.full_like(b, bias)])
+    x = binary_images(4)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model.negative_elbo(x)["loss"])
+    gradients = tape.gradient(loss, model.trainable_weights)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in gradients)
+
+
+def test_training_at_a_high_learning_rate_stays_finite():
+    model = small()
+    model.compile(optimizer=keras.optimizers.Adam(0.1))
+    history = model.fit(binary_images(200), batch_size=20, epochs=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())

@@ -128,9 +128,14 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     state = {"epoch": 0, "step": 0, "history": [], "config": {}}
     callback = CheckpointCallback(checkpoint, state, steps_per_epoch=4, every_steps=1)
     callback.start_epoch(0)
+    class PoisonAfterTwoSteps(keras.callbacks.Callback):  # a weight turns NaN after step 2
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                model.c_0.assign(np.full(model.c_0.shape, np.nan, np.float32))
+
     images = np.zeros((40, 28, 28, 1), np.float32)
-    images[25] = np.nan  # the third batch of 10 holds a NaN
-    model.fit(images, batch_size=10, epochs=1, steps_per_epoch=4, callbacks=[callback], verbose=0)
+    model.fit(images, batch_size=10, epochs=1, steps_per_epoch=4, verbose=0,
+              callbacks=[callback, PoisonAfterTwoSteps()])
     assert callback.diverged == (0, 3)
     saved = checkpoint.read_state()
     assert (saved["epoch"], saved["step"]) == (0, 2)  # the last good step

@@ -78,6 +78,8 @@ BAD_VALUES = [
     (["--steps-per-epoch", "0"], "steps_per_epoch=0"),
     (["--data-dir", "/nonexistent/tfds"], "data_dir='/nonexistent/tfds'"),
     (["--manual-dir", "/nonexistent/files"], "manual_dir='/nonexistent/files'"),
+    (["--strategy", "horovod"], "Unknown strategy: 'horovod'"),
+    (["--checkpoint-every", "0"], "checkpoint_every=0"),
 ]
 
 

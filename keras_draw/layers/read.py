@@ -12,8 +12,8 @@ class Read(keras.layers.Layer):
     r_t of shape (batch, 2·B·A·C). The layer has no weights.
     """
 
-    def build(self, x_shape, x_hat_shape=None, h_dec_shape=None):
-        pass  # no weights
+    def build(self, x_shape, x_hat_shape=None, h_dec_prev_shape=None):
+        pass  # no weights; argument names match `call`'s, as Keras checks
 
     def call(self, x, x_hat, h_dec_prev=None):
         image_dim = x.shape[1] * x.shape[2] * x.shape[3]

@@ -1,0 +1,192 @@
+"""Training throughput of DRAW against this machine's dense matmul rate (issue 5).
+
+    python benchmarks/train_throughput.py                       # the mnist preset, batch 100, T = 64
+    python benchmarks/train_throughput.py --num-steps 16 --steps 5 --jit on
+    python benchmarks/train_throughput.py --precision mixed_bfloat16
+
+Prints one labelled figure per line, all measured in this one process:
+  - the dense float32 matmul rate: a 2048×2048 product, and the LSTM-shaped products at the
+    benchmark's batch size, [input, h] (batch, in + units) × (in + units, 4·units);
+  - time to the first training step: from the start of model construction to the end of the
+    first step through the model's `train_function` (tracing and graph optimisation included);
+  - training images/s over `--steps` timed steps after `--warmup` untimed ones: median, min, max;
+  - achieved GFLOP/s at the median and its fraction of each matmul rate;
+  - peak memory: the process's maximum resident set (resource.getrusage ru_maxrss), and on a GPU
+    the device's peak (tf.config.experimental.get_memory_info).
+
+FLOPs per image of one training step, counted from the configuration (matmuls only, 2 FLOPs per
+multiply-add; elementwise ops, the filterbank's exponentials and the optimizer are not counted):
+    per step t, with R = 2·N_r²·C read values (2·B·A·C without attention), E, D the encoder and
+    decoder units and Z = |z|:
+      encoder LSTM      2 · (R + D + E) · 4E            ([r_t, h^dec_{t−1}, h^enc_{t−1}] → gates)
+      decoder LSTM      2 · (Z + D) · 4D                ([z_t, h^dec_{t−1}] → gates)
+      latent heads      2 · E · 2Z                      (μ_t and log σ_t)
+      with attention:
+        windows         2 · D · 5 · 2                   (read and write windows, eq. 21)
+        write patch     2 · D · N_w²·C                  (eq. 28)
+        read einsums    2 · 2C · (N_r·B·A + N_r·A·N_r)  (F_Y x F_Xᵀ for x and x̂, eq. 27)
+        write einsums   2 · C · (B·N_w·N_w + B·N_w·A)   (F̂_Yᵀ w F̂_X, eq. 29)
+      without attention:
+        write           2 · D · B·A·C                   (eq. 18)
+    × T steps, × 3 for forward and backward (the backward counted as twice the forward).
+At the mnist preset this is 370.6 MFLOP per image.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="mnist", help="a keras_draw preset (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=100, help="images per step (default: %(default)s)")
+    parser.add_argument("--num-steps", type=int, default=None, help="T, overriding the preset's")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (default: %(default)s)")
+    parser.add_argument("--jit", choices=("on", "off", "default"), default="default",
+                        help="XLA for the whole train step; default: Draw.compile's choice (off on CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="keras dtype policy (default: %(default)s)")
+    parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
+    parser.add_argument("--matmul-repeats", type=int, default=20, help="timed matmul calls (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def flops_per_image(config):
+    """Matmul FLOPs of one training step per image (forward + backward), see the docstring."""
+    c, e, d, z, t = (config[k] for k in ("channels", "encoder_units", "decoder_units", "latent_dim", "num_steps"))
+    b, a = config["image_height"], config["image_width"]
+    attention = config.get("attention", True)
+    read_dim = 2 * config["read_n"] ** 2 * c if attention else 2 * b * a * c
+    step = 2 * (read_dim + d + e) * 4 * e  # encoder LSTM
+    step += 2 * (z + d) * 4 * d  # decoder LSTM
+    step += 2 * e * 2 * z  # μ and log σ heads
+    if attention:
+        n_r, n_w = config["read_n"], config["write_n"]
+        step += 2 * d * 5 * 2  # read and write windows
+        step += 2 * d * n_w * n_w * c  # write patch
+        step += 2 * 2 * c * (n_r * b * a + n_r * a * n_r)  # read einsums, x and x̂
+        step += 2 * c * (b * n_w * n_w + b * n_w * a)  # write einsums
+    else:
+        step += 2 * d * b * a * c  # write
+    return 3 * t * step
+
+
+def matmul_rate(tf, m, k, n, repeats, products_per_call):
+    """Median float32 GFLOP/s of (m, k) × (k, n) products, `products_per_call` per tf.function."""
+    lhs = tf.random.normal((products_per_call, m, k))
+    rhs = tf.random.normal((k, n))
+
+    @tf.function
+    def products(lhs, rhs):
+        total = tf.zeros((m, n))
+        for i in range(products_per_call):  # distinct operands, so nothing is folded away
+            total += tf.matmul(lhs[i], rhs)
+        return total
+
+    products(lhs, rhs).numpy()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        products(lhs, rhs).numpy()
+        seconds.append(time.perf_counter() - start)
+    return 2.0 * m * k * n * products_per_call / statistics.median(seconds) / 1e9
+
+
+def peak_memory_lines(tf):
+    lines = [f"peak memory (process max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"]
+    for device in tf.config.list_logical_devices("GPU"):
+        peak = tf.config.experimental.get_memory_info(device.name)["peak"]
+        lines.append(f"peak memory ({device.name}): {peak / 2**30:.2f} GiB")
+    return lines
+
+
+def benchmark(args):
+    """Prints the figures; returns them as a dict too (for tests and notebooks)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_draw import Draw, presets
+
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    config = presets.get(args.preset)
+    if args.num_steps is not None:
+        config["num_steps"] = args.num_steps
+    devices = ", ".join(d.name for d in tf.config.list_logical_devices())
+    print(f"machine: TensorFlow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPU cores; devices: {devices}")
+    print(f"configuration: preset {args.preset}, batch {args.batch_size}, T={config['num_steps']}, "
+          f"units {config['encoder_units']}/{config['decoder_units']}, z={config['latent_dim']}, "
+          f"read {config.get('read_n')}, write {config.get('write_n')}, jit {args.jit}, precision {args.precision}, "
+          f"threads inter/intra {args.inter_op_threads}/{args.intra_op_threads} (0: default)")
+
+    square = matmul_rate(tf, 2048, 2048, 2048, max(3, args.matmul_repeats // 4), 1)
+    e, d = config["encoder_units"], config["decoder_units"]
+    read_dim = 2 * config["read_n"] ** 2 * config["channels"] if config.get("attention", True) else (
+        2 * config["image_height"] * config["image_width"] * config["channels"])
+    encoder_rate = matmul_rate(tf, args.batch_size, read_dim + d + e, 4 * e, args.matmul_repeats, 20)
+    decoder_rate = matmul_rate(tf, args.batch_size, config["latent_dim"] + d, 4 * d, args.matmul_repeats, 20)
+    lstm_rate = statistics.mean([encoder_rate, decoder_rate])
+    print(f"matmul rate 2048x2048x2048 float32: {square:.1f} GFLOP/s")
+    print(f"matmul rate encoder LSTM {args.batch_size}x{read_dim + d + e}x{4 * e} float32: {encoder_rate:.1f} GFLOP/s")
+    print(f"matmul rate decoder LSTM {args.batch_size}x{config['latent_dim'] + d}x{4 * d} float32: {decoder_rate:.1f} GFLOP/s")
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    rng = np.random.default_rng(0)
+    shape = (args.batch_size, config["image_height"], config["image_width"], config["channels"])
+    x = (rng.random(shape) > 0.5).astype(np.float32)
+    iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
+
+    start = time.perf_counter()
+    model = Draw(**config, seed=0)
+    compile_kwargs = {} if args.jit == "default" else {"jit_compile": args.jit == "on"}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), **compile_kwargs)
+    model.optimizer.build(model.trainable_variables)
+    model.make_train_function()
+    train_function = model.train_function
+    logs = train_function(iterator)
+    first_loss = float(logs["loss"])
+    first_step = time.perf_counter() - start
+    print(f"jit_compile: {model.jit_compile}")
+    print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
+
+    for _ in range(args.warmup):
+        float(train_function(iterator)["loss"])
+    seconds = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        float(train_function(iterator)["loss"])
+        seconds.append(time.perf_counter() - start)
+    rates = sorted(args.batch_size / s for s in seconds)
+    median = statistics.median(rates)
+    flops = flops_per_image(config)
+    achieved = median * flops / 1e9
+    print(f"FLOPs per image per training step: {flops / 1e6:.1f} MFLOP (matmuls, forward + backward)")
+    print(f"training images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
+    print(f"seconds per step: median {args.batch_size / median:.3f}")
+    print(f"achieved: {achieved:.1f} GFLOP/s = {achieved / square:.0%} of the 2048^3 matmul rate, "
+          f"{achieved / lstm_rate:.0%} of the LSTM-shaped matmul rate")
+    for line in peak_memory_lines(tf):
+        print(line)
+    return {"images_per_s": median, "first_step_s": first_step, "gflops": achieved, "matmul_gflops": square,
+            "lstm_matmul_gflops": lstm_rate}
+
+
+def main(argv=None):
+    benchmark(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # keras_draw, uninstalled
+    sys.exit(main())
