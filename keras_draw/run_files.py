@@ -41,7 +41,8 @@ class RunFiles:
         os.makedirs(self.output_dir, exist_ok=True)
 
     def callbacks(self):
-        return [keras.callbacks.TensorBoard(self.logs), SampleGrid(os.path.join(self.logs, "samples"))]
+        # No graph: the step loop makes it large and slow to write, and it is of little use.
+        return [keras.callbacks.TensorBoard(self.logs, write_graph=False), SampleGrid(os.path.join(self.logs, "samples"))]
 
     def write_metrics(self, history):
         """Writes the per-epoch history rows as CSV, atomically."""

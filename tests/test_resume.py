@@ -19,7 +19,7 @@ from keras_draw.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # 3 epochs of 4 steps, a checkpoint after every step, deterministic ops.
-RUN = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "4", "--batch-size", "20",
+RUN = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "4", "--batch-size", "100",
        "--checkpoint-every", "1", "--deterministic", "--seed", "5"]
 
 
@@ -71,7 +71,7 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mni
 
 
 def test_more_epochs_continue_a_finished_run(tmp_path, mnist_data_dir):
-    options = dict(preset="tiny", steps_per_epoch=2, batch_size=10, data_dir=mnist_data_dir, seed=1,
+    options = dict(preset="tiny", steps_per_epoch=2, batch_size=100, data_dir=mnist_data_dir, seed=1,
                    deterministic=True, verbose=0)
     train(epochs=1, output_dir=str(tmp_path / "a"), **options)
     continued, history = train(epochs=2, output_dir=str(tmp_path / "a"), **options)
