@@ -41,6 +41,8 @@ def parse_args(argv, defaults):
                         help="after training, export a SavedModel for TensorFlow Serving here (next version)")
     parser.add_argument("--strategy", default="default",
                         help="default (one device), mirrored (all local GPUs), multi_worker (hosts in TF_CONFIG) or tpu")
+    parser.add_argument("--jit-compile", default="auto",
+                        help="XLA: auto (whole step on GPU, step body on CPU), on (whole step) or off (default: %(default)s)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic TensorFlow ops: the same seed gives the same weights")
     return parser.parse_args(argv)

@@ -51,8 +51,8 @@ def parse_args(argv):
     parser.add_argument("--num-steps", type=int, default=None, help="T, overriding the preset's")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (default: %(default)s)")
-    parser.add_argument("--jit", choices=("on", "off", "default"), default="default",
-                        help="XLA for the whole train step; default: Draw.compile's choice (off on CPU)")
+    parser.add_argument("--jit", choices=("on", "off", "auto"), default="auto",
+                        help="Draw.compile jit_compile: auto (step body on CPU, whole step on GPU), on (whole step), off (none)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="keras dtype policy (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
@@ -149,7 +149,7 @@ def benchmark(args):
 
     start = time.perf_counter()
     model = Draw(**config, seed=0)
-    compile_kwargs = {} if args.jit == "default" else {"jit_compile": args.jit == "on"}
+    compile_kwargs = {"jit_compile": {"auto": "auto", "on": True, "off": False}[args.jit]}
     model.compile(optimizer=keras.optimizers.Adam(1e-3), **compile_kwargs)
     model.optimizer.build(model.trainable_variables)
     model.make_train_function()
@@ -157,7 +157,7 @@ def benchmark(args):
     logs = train_function(iterator)
     first_loss = float(logs["loss"])
     first_step = time.perf_counter() - start
-    print(f"jit_compile: {model.jit_compile}")
+    print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}")
     print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
 
     for _ in range(args.warmup):

@@ -21,6 +21,10 @@ from keras_draw.files import write_json
 from keras_draw.run_files import RunFiles
 
 
+# `--jit-compile` values and what they mean to `Draw.compile`.
+JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
 @dataclasses.dataclass
 class TrainOptions:
     """The options of a training run; None means "the preset's value" or "the default"."""
@@ -47,10 +51,11 @@ class TrainOptions:
     deterministic: bool = False
     export_dir: str | None = None
     strategy: str = "default"
+    jit_compile: str = "auto"
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir", "strategy")
+                  "deterministic", "export_dir", "strategy", "jit_compile")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -59,6 +64,9 @@ class TrainOptions:
                 f"Unknown dataset: {self.dataset!r}. Supported: {', '.join(datasets.SUPPORTED)}."
             )
         presets.get(self.preset)
+        if self.jit_compile not in JIT_CHOICES:
+            raise ValueError(f"`jit_compile` must be one of {', '.join(JIT_CHOICES)}. "
+                             f"Received: jit_compile={self.jit_compile!r}")
         if self.strategy not in strategies.STRATEGIES:
             raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
                              f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
@@ -120,7 +128,8 @@ def check_output_dir(path, name="output_dir"):
 def build_model(options):
     """A compiled `Draw` for the options (Adam, the options' learning rate)."""
     model = Draw(**options.model_config())
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate))
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+                  jit_compile=JIT_CHOICES[options.jit_compile])
     return model
 
 

@@ -82,11 +82,12 @@ def test_generate_returns_the_saved_models_images(server, transport):
                     version=1 if transport == "version 1" else None)
     images = client.generate(4, seed=3)  # rows use the seeds 3, 4, 5, 6
     assert images.shape == (4, 28, 28, 1) and images.dtype == np.float32
-    np.testing.assert_array_equal(images, expected(server, "generate_seeded", seed=np.arange(3, 7))["images"])
-    np.testing.assert_array_equal(client.generate(1, seed=5)[0], images[2])
+    # Equal up to float rounding: oneDNN's matmuls round differently for other batch sizes.
+    same = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    same(images, expected(server, "generate_seeded", seed=np.arange(3, 7))["images"])
+    same(client.generate(1, seed=5)[0], images[2])
     noise = RNG.standard_normal((2, T, Z)).astype(np.float32)
-    np.testing.assert_array_equal(client.predict("generate", noise=noise)["images"],
-                                  expected(server, "generate", noise=noise)["images"])
+    same(client.predict("generate", noise=noise)["images"], expected(server, "generate", noise=noise)["images"])
 
 
 @pytest.mark.parametrize("transport", ["columns", "rows", "grpc"])

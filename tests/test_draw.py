@@ -197,7 +197,7 @@ def test_config_round_trips_through_json():
 
 def test_fit_and_evaluate_report_the_three_terms_in_nats():
     model = small()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.compile(jit_compile=False, optimizer=keras.optimizers.Adam(1e-2))
     x = binary_images(40)
     history = model.fit(x, batch_size=20, epochs=2, verbose=0)
     assert set(history.history) == {"loss", "reconstruction_loss", "kl_loss"}
@@ -215,6 +215,7 @@ def test_saved_model_reloads_with_identical_outputs(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, Draw) and loaded.get_config() == model.get_config()
+    assert loaded.get_compile_config()["jit_compile"] == "auto" and loaded._jit_step == model._jit_step
     np.testing.assert_array_equal(loaded.generate(5, seed=11), model.generate(5, seed=11))
     x = binary_images(4)
     np.testing.assert_array_equal(loaded.reconstruct(x, seed=2), model.reconstruct(x, seed=2))
@@ -222,7 +223,7 @@ def test_saved_model_reloads_with_identical_outputs(tmp_path):
 
 def test_gradient_clipping_bounds_the_update():
     model = small(clip_norm=1e-3)
-    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    model.compile(jit_compile=False, optimizer=keras.optimizers.SGD(1.0))
     before = [np.asarray(w) for w in model.trainable_weights]
     model.fit(binary_images(10), batch_size=10, epochs=1, verbose=0)
     change = np.sqrt(sum(np.sum((np.asarray(w) - b) ** 2) for w, b in zip(model.trainable_weights, before)))
@@ -232,7 +233,7 @@ def test_gradient_clipping_bounds_the_update():
 @pytest.mark.parametrize("bad", [np.nan, -0.5, 255.0])
 def test_images_outside_zero_one_are_refused_by_fit_evaluate_and_reconstruct(bad):
     model = small()
-    model.compile(optimizer="adam")
+    model.compile(jit_compile=False, optimizer="adam")
     images = binary_images(4)
     images[1, 3, 4, 0] = bad
     for run in (lambda: model.fit(images, batch_size=4, verbose=0),
@@ -274,7 +275,7 @@ def test_extreme_windows_and_weights_give_finite_loss_and_gradients(bias):
 
 def test_training_at_a_high_learning_rate_stays_finite():
     model = small()
-    model.compile(optimizer=keras.optimizers.Adam(0.1))
+    model.compile(jit_compile=False, optimizer=keras.optimizers.Adam(0.1))
     history = model.fit(binary_images(200), batch_size=20, epochs=3, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())

@@ -31,7 +31,7 @@ def trained_model():
     """
     keras.utils.set_random_seed(0)
     model = Draw.from_preset("tiny", attention=False, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.compile(jit_compile=False, optimizer=keras.optimizers.Adam(1e-2))
     model.fit(block_patterns(1000, seed=1), batch_size=50, epochs=4, verbose=0)
     return model
 

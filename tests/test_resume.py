@@ -20,7 +20,7 @@ from keras_draw.training import train
 ROOT = Path(__file__).resolve().parents[1]
 # 3 epochs of 4 steps, a checkpoint after every step, deterministic ops.
 RUN = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "4", "--batch-size", "100",
-       "--checkpoint-every", "1", "--deterministic", "--seed", "5"]
+       "--checkpoint-every", "1", "--deterministic", "--seed", "5", "--jit-compile", "off"]
 
 
 def run_script(flags, output_dir, data_dir, **kwargs):
@@ -72,7 +72,7 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mni
 
 def test_more_epochs_continue_a_finished_run(tmp_path, mnist_data_dir):
     options = dict(preset="tiny", steps_per_epoch=2, batch_size=100, data_dir=mnist_data_dir, seed=1,
-                   deterministic=True, verbose=0)
+                   deterministic=True, jit_compile="off", verbose=0)
     train(epochs=1, output_dir=str(tmp_path / "a"), **options)
     continued, history = train(epochs=2, output_dir=str(tmp_path / "a"), **options)
     straight, _ = train(epochs=2, output_dir=str(tmp_path / "b"), **options)
@@ -83,7 +83,7 @@ def test_more_epochs_continue_a_finished_run(tmp_path, mnist_data_dir):
 
 def test_another_configuration_is_refused_naming_the_differences(tmp_path, mnist_data_dir):
     options = dict(preset="tiny", epochs=1, steps_per_epoch=1, data_dir=mnist_data_dir,
-                   output_dir=str(tmp_path), verbose=0)
+                   output_dir=str(tmp_path), jit_compile="off", verbose=0)
     train(**options)
     before = sorted(os.listdir(tmp_path / "checkpoint"))
     with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3"):
@@ -99,7 +99,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate_weights", "garble_state"])
 def test_corrupt_checkpoint_gives_one_line_naming_the_file(damage, tmp_path, mnist_data_dir):
-    flags = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "1"]
+    flags = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "1", "--jit-compile", "off"]
     output_dir = tmp_path / "run"
     train_script = load_train_script()
     assert train_script.main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(output_dir)]) == 0
@@ -123,7 +123,7 @@ def load_train_script():
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     model = Draw.from_preset("tiny", seed=0)
-    model.compile(optimizer="adam")
+    model.compile(jit_compile=False, optimizer="adam")
     checkpoint = Checkpoint(str(tmp_path / "checkpoint"))
     state = {"epoch": 0, "step": 0, "history": [], "config": {}}
     callback = CheckpointCallback(checkpoint, state, steps_per_epoch=4, every_steps=1)
@@ -140,6 +140,6 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     saved = checkpoint.read_state()
     assert (saved["epoch"], saved["step"]) == (0, 2)  # the last good step
     reloaded = Draw.from_preset("tiny")
-    reloaded.compile(optimizer="adam")
+    reloaded.compile(jit_compile=False, optimizer="adam")
     checkpoint.restore(reloaded)
     assert all(np.all(np.isfinite(w)) for w in reloaded.get_weights())

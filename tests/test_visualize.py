@@ -188,7 +188,7 @@ def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, caps
 
 def test_sample_grid_logs_an_image_summary_every_epoch(tmp_path):
     model = small()
-    model.compile(optimizer="adam")
+    model.compile(jit_compile=False, optimizer="adam")
     images = (np.random.default_rng(0).random((8, 28, 28, 1)) > 0.5).astype(np.float32)
     model.fit(images, batch_size=4, epochs=2, verbose=0, callbacks=[SampleGrid(str(tmp_path), num_images=4, seed=1)])
     summaries = []

@@ -31,7 +31,7 @@ from keras_draw import Draw  # noqa: E402
 keras.utils.set_random_seed(1)
 with strategy.scope():
     model = Draw.from_preset("tiny", seed=3, clip_norm=clip_norm or None)
-    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    model.compile(jit_compile=False, optimizer=keras.optimizers.SGD(0.05))
 images = (np.random.default_rng(0).random((80, 28, 28, 1)) > 0.5).astype(np.float32)
 dataset = tf.data.Dataset.from_tensor_slices(images).batch(20)  # global batch 20
 options = tf.data.Options()
