@@ -2,7 +2,6 @@
 
     python benchmarks/train_throughput.py                       # the mnist preset, batch 100, T = 64
     python benchmarks/train_throughput.py --num-steps 16 --steps 5 --jit on
-    python benchmarks/train_throughput.py --precision mixed_bfloat16
 
 Prints one labelled figure per line, all measured in this one process:
   - the dense float32 matmul rate: a 2048×2048 product, and the LSTM-shaped products at the
@@ -41,7 +40,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Mixed precision (bfloat16/float16 with float32 loss and sampling) is not supported by the model yet.
+PRECISIONS = ("float32",)
 
 
 def parse_args(argv):
