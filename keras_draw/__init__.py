@@ -3,8 +3,15 @@
 from keras_draw import datasets, layers, losses, presets
 from keras_draw.draw import Draw
 from keras_draw.filterbank import filterbank
-from keras_draw.training import train
 
 __version__ = "0.1.0"
 
 __all__ = ["Draw", "datasets", "filterbank", "layers", "losses", "presets", "train"]
+
+
+def train(verbose="auto", **options):
+    """`keras_draw.training.train`: what `python train.py` runs (imported on first use, so that
+    `python -m keras_draw.evaluate` and `python -m keras_draw.visualize` start cleanly)."""
+    from keras_draw.training import train as train_run
+
+    return train_run(verbose=verbose, **options)
