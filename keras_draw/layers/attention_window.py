@@ -39,10 +39,7 @@ class AttentionWindow(keras.layers.Layer):
         self.dense.build(input_shape)
 
     def call(self, h_dec):
-        return self.from_linear(self.dense(h_dec))  # eq. 21, (batch, 5)
-
-    def from_linear(self, params):
-        """The window (eqs. 22-24) from W(h^dec) of eq. 21, (batch, 5), computed by the caller."""
+        params = self.dense(h_dec)  # eq. 21, (batch, 5)
         g_x_tilde, g_y_tilde, log_sigma2, log_delta_tilde, log_gamma = ops.unstack(params, 5, axis=-1)
         log_sigma2, log_delta_tilde, log_gamma = (
             ops.clip(v, -LOG_PARAMETER_LIMIT, LOG_PARAMETER_LIMIT)

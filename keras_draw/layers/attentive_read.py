@@ -43,10 +43,7 @@ class AttentiveRead(keras.layers.Layer):
         self.window.build(h_dec_shape)
 
     def call(self, x, x_hat, h_dec_prev):
-        return self.read_window(x, x_hat, self.window(h_dec_prev))  # eqs. 21-24
-
-    def read_window(self, x, x_hat, window):
-        """r_t through a window (batch, 5) already computed (see `AttentionWindow`); eqs. 25-27."""
+        window = self.window(h_dec_prev)  # eqs. 21-24
         g_x, g_y, delta, sigma2, gamma = unpack_window(window)
         f_x, f_y = filterbank(
             g_x, g_y, delta, sigma2, self.n, self.image_height, self.image_width

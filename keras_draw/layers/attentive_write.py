@@ -45,12 +45,8 @@ class AttentiveWrite(keras.layers.Layer):
         self.window.build(h_dec_shape)
 
     def call(self, h_dec):
-        return self.from_linear(self.patch(h_dec), self.window.dense(h_dec))  # eqs. 28, 21
-
-    def from_linear(self, w, window_params):
-        """The update from w_t = W(h^dec_t) (eq. 28) and the window's W(h^dec_t) (eq. 21)."""
-        w = ops.reshape(w, (-1, self.n, self.n, self.channels))  # eq. 28, (batch, N, N, C)
-        window = self.window.from_linear(window_params)  # eqs. 21-24 with ĝ, δ̂, σ̂², γ̂
+        w = ops.reshape(self.patch(h_dec), (-1, self.n, self.n, self.channels))  # eq. 28, (batch, N, N, C)
+        window = self.window(h_dec)  # eqs. 21-24 with ĝ, δ̂, σ̂², γ̂
         g_x, g_y, delta, sigma2, gamma = unpack_window(window)
         f_x, f_y = filterbank(
             g_x, g_y, delta, sigma2, self.n, self.image_height, self.image_width

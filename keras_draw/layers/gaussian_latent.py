@@ -38,11 +38,8 @@ class GaussianLatent(keras.layers.Layer):
         self.log_sigma.build(h_enc_shape)
 
     def call(self, h_enc, epsilon):
-        return self.from_linear(self.mu(h_enc), self.log_sigma(h_enc), epsilon)  # eqs. 1-2
-
-    def from_linear(self, mu, log_sigma, epsilon):
-        """z_t, μ_t, log σ_t from the two linear maps of h^enc_t (eqs. 1-2), computed by the caller."""
-        log_sigma = ops.clip(log_sigma, LOG_SIGMA_MIN, LOG_SIGMA_MAX)  # eq. 2, bounded
+        mu = self.mu(h_enc)  # eq. 1
+        log_sigma = ops.clip(self.log_sigma(h_enc), LOG_SIGMA_MIN, LOG_SIGMA_MAX)  # eq. 2, bounded
         z = mu + ops.exp(log_sigma) * epsilon  # eq. 6, reparameterised
         return z, mu, log_sigma
 

@@ -27,10 +27,7 @@ class Write(keras.layers.Layer):
         self.dense.build(h_dec_shape)
 
     def call(self, h_dec):
-        return self.from_linear(self.dense(h_dec))  # eq. 18, (batch, B·A·C)
-
-    def from_linear(self, update):
-        """The canvas update from W(h^dec_t) of eq. 18, computed by the caller."""
+        update = self.dense(h_dec)  # eq. 18, (batch, B·A·C)
         return ops.reshape(update, (-1, self.image_height, self.image_width, self.channels))
 
     def compute_output_shape(self, h_dec_shape):
