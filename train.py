@@ -43,6 +43,11 @@ def parse_args(argv, defaults):
                         help="default (one device), mirrored (all local GPUs), multi_worker (hosts in TF_CONFIG) or tpu")
     parser.add_argument("--jit-compile", default="auto",
                         help="XLA: auto (whole step on GPU, step body on CPU), on (whole step) or off (default: %(default)s)")
+    parser.add_argument("--log-test", action="store_true",
+                        help="also evaluate the test split after every epoch, for learning curves "
+                             "(selection uses the validation split only)")
+    parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
+                        help="Keras progress: 1 a bar, 2 one line per epoch, 0 silent (default: %(default)s)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic TensorFlow ops: the same seed gives the same weights")
     return parser.parse_args(argv)
@@ -52,9 +57,10 @@ def main(argv=None):
     from keras_draw.datasets import DatasetUnavailableError
     from keras_draw.training import TrainingDiverged, TrainOptions, train
 
-    args = parse_args(argv, TrainOptions())
+    args = vars(parse_args(argv, TrainOptions()))
+    verbose = args.pop("verbose")
     try:
-        train(**vars(args))
+        train(verbose=verbose if verbose == "auto" else int(verbose), **args)
     except (ValueError, DatasetUnavailableError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2

@@ -42,3 +42,24 @@ class SampleGrid(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class TestMetrics(keras.callbacks.Callback):
+    """Adds the test split's metrics, as `test_<name>`, to the logs at the end of every epoch.
+
+    For learning curves only: models are selected by the validation split, never by these.
+    Put it before the callbacks that read the logs (Keras passes them the same dict in order).
+
+    Args:
+        test_ds: the test batches.
+    """
+
+    def __init__(self, test_ds):
+        super().__init__()
+        self.test_ds = test_ds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        metrics = self.model.evaluate(self.test_ds, return_dict=True, verbose=0)
+        logs.update({f"test_{name}": float(value) for name, value in metrics.items()})

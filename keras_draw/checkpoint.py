@@ -14,7 +14,7 @@ import os
 import keras
 import numpy as np
 
-from keras_draw.files import write_json
+from keras_draw.files import atomic_path, write_json
 
 STATE_FILE = "state.json"
 
@@ -100,11 +100,15 @@ class CheckpointCallback(keras.callbacks.Callback):
         steps_per_epoch: training steps in a whole epoch.
         every_steps: also save every this many steps within an epoch (None: epochs only).
         on_epoch_end: called with the history after each epoch's checkpoint.
+        best_weights: if given, the weights of the epoch with the lowest `val_loss` so far are
+            kept in this `.weights.h5` file, and that epoch's row in `state["best"]`.
     """
 
-    def __init__(self, checkpoint, state, steps_per_epoch, every_steps=None, on_epoch_end=None):
+    def __init__(self, checkpoint, state, steps_per_epoch, every_steps=None, on_epoch_end=None,
+                 best_weights=None):
         super().__init__()
         self.checkpoint = checkpoint
+        self.best_weights = best_weights
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.every_steps = every_steps
@@ -141,6 +145,10 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch] + [row]
+        if self.best_weights and row.get("val_loss", np.inf) < self.state.get("best", {}).get("val_loss", np.inf):
+            with atomic_path(self.best_weights) as temporary:
+                self.model.save_weights(temporary)
+            self.state["best"] = row
         self._save(epoch + 1, 0)
         if self.epoch_end_hook:
             self.epoch_end_hook(self.state["history"])

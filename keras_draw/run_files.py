@@ -23,6 +23,7 @@ class RunFiles:
     drawing_steps.png    selected steps of that drawing, a strip per image
     reconstruction_drawing.gif, reconstruction_steps.png   the same for test images, read
                          window in green
+    best.weights.h5      the weights of the epoch with the lowest validation loss so far
     checkpoint/          the latest checkpoint, from which a rerun resumes (see checkpoint.py)
     """
 
@@ -36,6 +37,7 @@ class RunFiles:
         self.samples = os.path.join(output_dir, "samples.png")
         self.reconstructions = os.path.join(output_dir, "reconstructions.png")
         self.checkpoint = os.path.join(output_dir, "checkpoint")
+        self.best_weights = os.path.join(output_dir, "best.weights.h5")
 
     def create(self):
         os.makedirs(self.output_dir, exist_ok=True)
@@ -48,10 +50,10 @@ class RunFiles:
         """Writes the per-epoch history rows as CSV, atomically."""
         if not history:
             return
-        names = list(history[0])
+        names = list(dict.fromkeys(name for row in history for name in row))  # e.g. test_* joining later
         with atomic_path(self.metrics) as temporary:
             with open(temporary, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=names)
+                writer = csv.DictWriter(f, fieldnames=names, restval="")
                 writer.writeheader()
                 writer.writerows(history)
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_draw import datasets, presets, serving, strategies, visualize
+from keras_draw.callbacks import TestMetrics
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
@@ -52,10 +53,11 @@ class TrainOptions:
     export_dir: str | None = None
     strategy: str = "default"
     jit_compile: str = "auto"
+    log_test: bool = False
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir", "strategy", "jit_compile")
+                  "deterministic", "export_dir", "strategy", "jit_compile", "log_test")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -160,7 +162,8 @@ def train(verbose="auto", **options):
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
     write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
-    history = fit(model, options, files, state, validation_ds, verbose)
+    history = fit(model, options, files, state, validation_ds, verbose,
+                  test_ds=test_ds if options.log_test else None)
     files.save_model(model)
     test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
     write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
@@ -193,7 +196,10 @@ def resume_state(model, options, checkpoint):
             raise ValueError(f"`resume`: no checkpoint in {checkpoint.directory} to resume from.")
         return {"epoch": 0, "step": 0, "history": [], "config": config}
     saved = checkpoint.read_state()
-    differences = config_differences(saved["config"], config)
+    # An option added after the checkpoint was written had its default value in that run.
+    defaults = TrainOptions().resumable()
+    saved_config = {**{k: v for k, v in defaults.items() if k not in saved["config"]}, **saved["config"]}
+    differences = config_differences(saved_config, config)
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
@@ -202,11 +208,13 @@ def resume_state(model, options, checkpoint):
     return checkpoint.restore(model)
 
 
-def fit(model, options, files, state, validation_ds, verbose):
+def fit(model, options, files, state, validation_ds, verbose, test_ds=None):
     """Runs `model.fit` one epoch at a time, from the state's epoch and step to `options.epochs`.
 
     Each epoch's batches are a pure function of (seed, epoch) (`datasets.epoch_batches`), so
-    resuming at any checkpoint replays exactly what an uninterrupted run would have done.
+    resuming at any checkpoint replays exactly what an uninterrupted run would have done. The
+    weights of the epoch with the lowest validation loss are kept in `files.best_weights`. With
+    `test_ds`, the test metrics join each epoch's row (`test_loss`, ...), for learning curves.
     Returns a History of every epoch of the run.
     """
     images = datasets.training_images(options.dataset, data_dir=options.data_dir,
@@ -214,8 +222,9 @@ def fit(model, options, files, state, validation_ds, verbose):
     steps_per_epoch = datasets.num_batches(images, options.batch_size, options.steps_per_epoch)
     callback = CheckpointCallback(
         Checkpoint(files.checkpoint), state, steps_per_epoch, options.checkpoint_every,
-        on_epoch_end=files.write_metrics,
+        on_epoch_end=files.write_metrics, best_weights=files.best_weights,
     )
+    first_callbacks = [TestMetrics(test_ds)] if test_ds is not None else []
     while state["epoch"] < options.epochs and not callback.diverged:
         epoch, step = state["epoch"], state["step"]
         train_ds = datasets.epoch_batches(
@@ -229,7 +238,7 @@ def fit(model, options, files, state, validation_ds, verbose):
             initial_epoch=epoch,
             epochs=epoch + 1,
             steps_per_epoch=steps_per_epoch - step,
-            callbacks=[callback, *files.callbacks()],
+            callbacks=[*first_callbacks, callback, *files.callbacks()],
             shuffle=False,
             verbose=verbose,
         )

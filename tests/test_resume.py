@@ -143,3 +143,33 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     reloaded.compile(jit_compile=False, optimizer="adam")
     checkpoint.restore(reloaded)
     assert all(np.all(np.isfinite(w)) for w in reloaded.get_weights())
+
+
+def test_a_checkpoint_older_than_an_option_resumes_with_its_default(tmp_path, mnist_data_dir):
+    options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path),
+                   jit_compile="off", verbose=0)
+    train(epochs=1, **options)
+    state_path = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["config"]["learning_rate"]  # as if written before the option existed
+    state_path.write_text(json.dumps(state))
+    _, history = train(epochs=2, **options)
+    assert history.epoch == [0, 1]
+
+
+def test_best_weights_are_those_of_the_lowest_validation_loss(tmp_path):
+    model = Draw.from_preset("tiny", seed=0)
+    state = {"epoch": 0, "step": 0, "history": [], "config": {}}
+    callback = CheckpointCallback(Checkpoint(str(tmp_path / "checkpoint")), state, steps_per_epoch=1,
+                                  best_weights=str(tmp_path / "best.weights.h5"))
+    callback.set_model(model)
+    weights_at = []
+    for epoch, val_loss in enumerate([5.0, 3.0, 4.0]):
+        model.set_weights([w + epoch for w in model.get_weights()])
+        weights_at.append(model.get_weights())
+        callback.on_epoch_end(epoch, {"loss": 6.0, "val_loss": val_loss})
+    assert state["best"] == {"epoch": 1, "loss": 6.0, "val_loss": 3.0}
+    best = Draw.from_preset("tiny", seed=0)
+    best.load_weights(tmp_path / "best.weights.h5")
+    for loaded, expected in zip(best.get_weights(), weights_at[1]):
+        np.testing.assert_array_equal(loaded, expected)

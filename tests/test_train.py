@@ -30,7 +30,7 @@ def load_train_script():
 
 def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     output_dir = tmp_path / "run"
-    model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir,
+    model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir, log_test=True,
                            output_dir=str(output_dir), export_dir=str(tmp_path / "serving"), verbose=0)
     assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
     assert history.epoch == [0, 1] and len(history.history["val_loss"]) == 2
@@ -41,7 +41,11 @@ def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     with open(output_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
-    assert {"loss", "reconstruction_loss", "kl_loss", "val_loss"} <= set(rows[0])
+    assert {"loss", "reconstruction_loss", "kl_loss", "val_loss", "test_loss", "test_kl_loss"} <= set(rows[0])
+    for row in rows:  # the test split's loss, not another copy of the validation's
+        assert float(row["test_loss"]) != float(row["val_loss"])
+        np.testing.assert_allclose(float(row["test_loss"]), float(row["val_loss"]), rtol=0.05)
+    assert (output_dir / "best.weights.h5").is_file()
     test_metrics = json.loads((output_dir / "test_metrics.json").read_text())
     assert np.isfinite(test_metrics["loss"]) and test_metrics["loss"] > 0
     config = json.loads((output_dir / "config.json").read_text())
