@@ -10,6 +10,7 @@ complete checkpoint, the old one or the new one.
 
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -91,7 +92,8 @@ def config_differences(saved, current):
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves a checkpoint at every epoch's end and every `every_steps` steps, keeps the history,
+    """Saves a checkpoint at every epoch's end and every `every_steps` steps, keeps the history
+    (each epoch's logs and its wall time in `seconds`),
     and stops training, saving nothing more, as soon as the loss is not finite.
 
     Args:
@@ -116,6 +118,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.diverged = None  # (epoch, step) of the first non-finite loss
         self.first_step = 0  # steps of this epoch done before this `fit`
         self.resumed_trackers = None
+        self.epoch_start, self.seconds_before = time.monotonic(), 0.0
 
     def start_epoch(self, first_step):
         """Before each `fit` of one epoch: `first_step` steps of it were done before."""
@@ -123,6 +126,8 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.resumed_trackers = self.state.get("trackers") if first_step else None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+        self.seconds_before = self.state.get("epoch_seconds", 0.0) if self.first_step else 0.0
         if self.resumed_trackers is not None:  # after fit has reset the metrics
             restore_trackers(self.model, self.resumed_trackers)
             self.resumed_trackers = None
@@ -134,12 +139,13 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         if self.every_steps and step % self.every_steps == 0 and step < self.steps_per_epoch:
+            self.state["epoch_seconds"] = self._epoch_seconds()
             self._save(self.state["epoch"], step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged is not None:
             return
-        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}, "seconds": self._epoch_seconds()}
         if not all(np.isfinite(v) for v in row.values()):
             self.diverged = (epoch, self.steps_per_epoch)
             self.model.stop_training = True
@@ -152,6 +158,10 @@ class CheckpointCallback(keras.callbacks.Callback):
         self._save(epoch + 1, 0)
         if self.epoch_end_hook:
             self.epoch_end_hook(self.state["history"])
+
+    def _epoch_seconds(self):
+        """Wall time spent in this epoch, across interruptions (evaluations included)."""
+        return self.seconds_before + time.monotonic() - self.epoch_start
 
     def _save(self, epoch, step):
         self.state.update(epoch=epoch, step=step)

@@ -103,7 +103,12 @@ class Draw(keras.Model):
 
     @classmethod
     def from_preset(cls, name, weights=None, **overrides):
-        """A DRAW with a named configuration (see `keras_draw.presets`), any argument overridden."""
+        """A DRAW with a named configuration (see `keras_draw.presets`), any argument overridden.
+
+        `weights` loads trained weights: the name of a dataset they were trained on, for the
+        weights shipped with the package (`Draw.from_preset("mnist", weights="binarized_mnist")`),
+        or the path of a `.weights.h5` file.
+        """
         return presets.build(cls, name, weights=weights, **overrides)
 
     @property

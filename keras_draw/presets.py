@@ -4,6 +4,10 @@ Each preset is a dict of `Draw` arguments. The image shape in a preset is its da
 training entry point always takes the image shape from the dataset it trains on.
 """
 
+import os
+
+from keras_draw import pretrained
+
 MNIST_SHAPE = {"image_height": 28, "image_width": 28, "channels": 1}
 COLOUR_32_SHAPE = {"image_height": 32, "image_width": 32, "channels": 3}
 
@@ -38,8 +42,10 @@ def get(name):
 
 
 def build(cls, name, weights=None, **overrides):
-    """`cls(**preset, **overrides)`; `weights`, a path to a `.weights.h5` file, is then loaded."""
+    """`cls(**preset, **overrides)`, then `weights` loaded: the name of a dataset whose trained
+    weights ship with the package (`keras_draw.pretrained`), or the path of a `.weights.h5` file."""
+    path = None if weights is None else pretrained.weights_path(name, os.fspath(weights))
     model = cls(**{**get(name), **overrides})
-    if weights is not None:
-        model.load_weights(weights)
+    if path is not None:
+        model.load_weights(path)
     return model

@@ -1,0 +1,55 @@
+"""Trained weights shipped with the package, by preset and dataset.
+
+`keras_draw/weights/index.json` lists them: for each preset, for each dataset it was trained on,
+the weights file, its SHA-256, and the figures recorded when it was published (see
+`keras_draw.publish`). `Draw.from_preset("mnist", weights="binarized_mnist")` loads one.
+"""
+
+import hashlib
+import json
+import os
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+INDEX = os.path.join(WEIGHTS_DIR, "index.json")
+
+
+def index(path=None):
+    """{preset: {dataset: entry}} of the shipped weights (or of the index at `path`); {} if none."""
+    path = path or INDEX
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def entry(preset, dataset):
+    """The index entry of `preset` trained on `dataset`; ValueError listing what is shipped."""
+    shipped = index().get(preset, {})
+    if dataset not in shipped:
+        available = ", ".join(sorted(shipped)) or "none"
+        raise ValueError(f"No shipped weights for preset {preset!r} trained on {dataset!r} (shipped for "
+                         f"{preset!r}: {available}); pass the path of a .weights.h5 file instead. "
+                         f"Received: weights={dataset!r}")
+    return shipped[dataset]
+
+
+def weights_path(preset, weights):
+    """The file to load for `from_preset(preset, weights=weights)`: `weights` is the name of a
+    dataset with shipped weights, or a path. A shipped file whose checksum is wrong is refused."""
+    if os.path.exists(weights) or weights.endswith(".h5"):
+        if not os.path.isfile(weights):
+            raise ValueError(f"Weights file not found. Received: weights={weights!r}")
+        return weights
+    shipped = entry(preset, weights)
+    path = os.path.join(WEIGHTS_DIR, shipped["file"])
+    if not os.path.isfile(path) or sha256(path) != shipped["sha256"]:
+        raise ValueError(f"The shipped weights {path} are missing or corrupt (SHA-256 mismatch); reinstall keras_draw.")
+    return path
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

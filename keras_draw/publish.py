@@ -1,0 +1,177 @@
+"""Publishing a training run: its best weights into the package, its curves and figures to results/.
+
+    python -m keras_draw.publish runs/binarized_mnist-mnist --manual-dir ../shared/data/binarized_mnist
+
+takes the run's weights of the lowest validation loss (`best.weights.h5`; the test split never
+selects), and writes
+    keras_draw/weights/PRESET-DATASET.weights.h5   loaded by Draw.from_preset(PRESET, weights=DATASET)
+    keras_draw/weights/index.json                  its checksum, epoch and figures
+    tests/data/DATASET-test-first500.npz           the first 500 test images, bit-packed, and
+                                                   the negative ELBO they get (the regression test)
+    results/DATASET-PRESET/metrics.csv             the per-epoch history of the run
+    results/DATASET-PRESET/learning_curves.png     train, validation and test negative ELBO
+    results/DATASET-PRESET/summary.json            figures, command, hardware and wall time
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+
+import numpy as np
+
+from keras_draw import datasets, evaluate, presets, pretrained
+from keras_draw.draw import Draw
+from keras_draw.files import write_json
+from keras_draw.training import TrainOptions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_IMAGES = 500  # the regression test's images: the first of the test split
+REFERENCE_SEED = 0
+
+
+def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, importance_images=500,
+            paper_figure=None, root=ROOT):
+    """Publishes the run in `run_dir` (see the module docstring) under `root`; returns the summary."""
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(run_dir, "checkpoint", "state.json")) as f:
+        state = json.load(f)
+    options = TrainOptions(**config["options"])
+    preset, dataset = options.preset, options.dataset
+    differing = {k: v for k, v in presets.get(preset).items() if config["model"].get(k) != v}
+    if differing:
+        raise ValueError(f"The run's model is not the {preset!r} preset ({differing}); only presets are published.")
+    best_weights = os.path.join(run_dir, "best.weights.h5")
+    model = Draw.from_config(config["model"])
+    model.load_weights(best_weights)
+
+    _, _, test_ds = datasets.load(dataset, 100, data_dir=data_dir, manual_dir=manual_dir)
+    images = np.concatenate([x.numpy() for x in test_ds.take(REFERENCE_IMAGES // 100 + 1)])[:REFERENCE_IMAGES]
+    reference = evaluate.evaluate(model, images, importance_samples=0, seed=REFERENCE_SEED)["negative_elbo"]
+
+    def split_figures(split, **kwargs):
+        return evaluate.evaluate(model, dataset, split, data_dir=data_dir, manual_dir=manual_dir, **kwargs)
+
+    test = split_figures("test", importance_samples=0)
+    validation = split_figures("validation", importance_samples=0)
+    bound = split_figures("test", importance_samples=importance_samples, max_images=importance_images)
+
+    weights_dir = os.path.join(root, "keras_draw", "weights")
+    results_dir = os.path.join(root, "results", f"{dataset}-{preset}")
+    tests_dir = os.path.join(root, "tests", "data")
+    for folder in (weights_dir, results_dir, tests_dir):
+        os.makedirs(folder, exist_ok=True)
+    weights_file = f"{preset}-{dataset}.weights.h5"
+    shutil.copyfile(best_weights, os.path.join(weights_dir, weights_file))
+    np.savez_compressed(os.path.join(tests_dir, f"{dataset}-test-first{REFERENCE_IMAGES}.npz"),
+                        bits=np.packbits(images.astype(bool)), shape=images.shape,
+                        negative_elbo=reference, seed=REFERENCE_SEED)
+    history = state["history"]
+    shutil.copyfile(os.path.join(run_dir, "metrics.csv"), os.path.join(results_dir, "metrics.csv"))
+    plot_learning_curves(history, os.path.join(results_dir, "learning_curves.png"),
+                         title=f"DRAW, {preset} preset, {dataset}", paper_figure=paper_figure)
+    best = state["best"]
+    seconds = [row["seconds"] for row in history if "seconds" in row]
+    summary = {
+        "preset": preset,
+        "dataset": dataset,
+        "command": command_line(options),
+        "epochs_trained": len(history),
+        "selected_epoch": best["epoch"] + 1,
+        "selected_by": "lowest validation negative ELBO (val_loss); the test split never selects",
+        "validation_negative_elbo": validation["negative_elbo"],
+        "test_negative_elbo": test["negative_elbo"],
+        "test_negative_elbo_standard_error": test["negative_elbo_standard_error"],
+        "test_images": test["num_images"],
+        "importance_weighted": {k: bound[k] for k in ("negative_log_likelihood", "negative_log_likelihood_standard_error",
+                                                      "negative_elbo", "bound_gap", "num_images", "importance_samples")},
+        f"first_{REFERENCE_IMAGES}_test_images_negative_elbo": reference,
+        "paper_negative_elbo": paper_figure,
+        "wall_time_hours": sum(seconds) / 3600,
+        "wall_time_note": f"{len(seconds)} of {len(history)} epochs timed (the others ran before timing was recorded)",
+        "hardware": hardware(),
+    }
+    write_json(os.path.join(results_dir, "summary.json"), summary)
+    index_path = os.path.join(weights_dir, "index.json")
+    index = pretrained.index(index_path)
+    index.setdefault(preset, {})[dataset] = {
+        "file": weights_file,
+        "sha256": pretrained.sha256(os.path.join(weights_dir, weights_file)),
+        "epoch": best["epoch"] + 1,
+        "validation_negative_elbo": validation["negative_elbo"],
+        "test_negative_elbo": test["negative_elbo"],
+        "results": os.path.relpath(results_dir, root),
+    }
+    write_json(index_path, index)
+    return summary
+
+
+def command_line(options):
+    """`python train.py` with the flags of the options that differ from the defaults."""
+    defaults = dataclasses.asdict(type(options)())
+    flags = []
+    for name, value in dataclasses.asdict(options).items():
+        if value == defaults[name] or name in ("output_dir", "data_dir", "manual_dir", "export_dir"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    return " ".join(["python train.py", *flags, "--manual-dir DIR" if options.manual_dir else ""]).strip()
+
+
+def hardware():
+    import tensorflow as tf
+
+    gpus = [tf.config.experimental.get_device_details(d).get("device_name", d.name)
+            for d in tf.config.list_physical_devices("GPU")]
+    return {"machine": platform.machine(), "processor": platform.processor() or None,
+            "cpu_cores": os.cpu_count(), "gpus": gpus, "tensorflow": tf.__version__}
+
+
+def plot_learning_curves(history, path, title="", paper_figure=None):
+    """Train, validation and (when logged) test negative ELBO per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in history]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for key, label in (("loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
+        points = [(e, row[key]) for e, row in zip(epochs, history) if key in row]
+        if points:
+            axes.plot(*zip(*points), marker=".", label=label)
+    if paper_figure is not None:
+        axes.axhline(paper_figure, color="grey", linestyle="--", label=f"paper ({paper_figure})")
+    axes.set(xlabel="epoch", ylabel="negative ELBO (nats per image)", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a training run's output directory")
+    parser.add_argument("--manual-dir", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--importance-samples", type=int, default=1000)
+    parser.add_argument("--importance-images", type=int, default=500, help="test images of the K-sample bound")
+    parser.add_argument("--paper-figure", type=float, default=None, help="the paper's negative ELBO, drawn on the plot")
+    args = parser.parse_args(argv)
+    try:
+        summary = publish(args.run_dir, args.manual_dir, args.data_dir, args.importance_samples,
+                          args.importance_images, args.paper_figure)
+    except (OSError, KeyError, ValueError) as err:
+        print(f"publish: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Publishing a run (keras_draw.publish) and loading weights by name (keras_draw.pretrained)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_draw import Draw, evaluate, pretrained
+from keras_draw.publish import command_line, publish
+from keras_draw.training import TrainOptions, train
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, mnist_data_dir):
+    run_dir = tmp_path_factory.mktemp("run")
+    root = tmp_path_factory.mktemp("root")
+    train(preset="tiny", epochs=3, steps_per_epoch=2, data_dir=mnist_data_dir, output_dir=str(run_dir),
+          log_test=True, jit_compile="off", verbose=0)
+    summary = publish(str(run_dir), data_dir=mnist_data_dir, importance_samples=4, importance_images=20,
+                      paper_figure=80.97, root=str(root))
+    return run_dir, root, summary
+
+
+def test_publish_ships_the_weights_of_the_best_validation_epoch(published):
+    run_dir, root, summary = published
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    val_losses = [row["val_loss"] for row in state["history"]]
+    assert summary["selected_epoch"] == int(np.argmin(val_losses)) + 1
+    entry = json.loads((root / "keras_draw" / "weights" / "index.json").read_text())["tiny"]["mnist"]
+    path = root / "keras_draw" / "weights" / entry["file"]
+    assert entry["sha256"] == pretrained.sha256(path) == pretrained.sha256(run_dir / "best.weights.h5")
+    assert summary["test_images"] == 10000 and summary["importance_weighted"]["num_images"] == 20
+    assert summary["importance_weighted"]["negative_log_likelihood"] <= summary["importance_weighted"]["negative_elbo"] + 1.0
+    assert len((root / "results" / "mnist-tiny" / "metrics.csv").read_text().splitlines()) == 1 + 3
+    with Image.open(root / "results" / "mnist-tiny" / "learning_curves.png") as picture:
+        assert picture.size == (700, 450)
+
+
+def test_the_recorded_reference_figure_is_reproduced_from_the_shipped_files(published):
+    _, root, summary = published
+    reference = np.load(root / "tests" / "data" / "mnist-test-first500.npz")
+    images = np.unpackbits(reference["bits"])[: np.prod(reference["shape"])].reshape(reference["shape"])
+    assert images.shape == (500, 28, 28, 1) and set(np.unique(images)) <= {0, 1}
+    entry = json.loads((root / "keras_draw" / "weights" / "index.json").read_text())["tiny"]["mnist"]
+    model = Draw.from_preset("tiny", weights=str(root / "keras_draw" / "weights" / entry["file"]))
+    figure = evaluate.evaluate(model, images.astype("float32"), importance_samples=0, seed=int(reference["seed"]))
+    assert figure["negative_elbo"] == pytest.approx(float(reference["negative_elbo"]), abs=1e-3)
+    assert figure["negative_elbo"] == pytest.approx(summary["first_500_test_images_negative_elbo"], abs=1e-3)
+
+
+def test_command_line_names_only_what_differs_from_the_defaults():
+    options = TrainOptions(preset="mnist", dataset="binarized_mnist", epochs=300, log_test=True,
+                           manual_dir="/data", output_dir="runs/x")
+    assert command_line(options) == ("python train.py --dataset binarized_mnist --preset mnist --epochs 300 "
+                                     "--log-test --manual-dir DIR")
+
+
+def test_unknown_weights_name_lists_what_is_shipped():
+    with pytest.raises(ValueError, match="No shipped weights for preset 'mnist' trained on 'svhn'"):
+        Draw.from_preset("mnist", weights="svhn")
+    with pytest.raises(ValueError, match="Weights file not found"):
+        Draw.from_preset("tiny", weights="missing.weights.h5")
+
+
+def test_corrupt_shipped_weights_are_refused(tmp_path, monkeypatch):
+    (tmp_path / "tiny-mnist.weights.h5").write_bytes(b"not hdf5")
+    (tmp_path / "index.json").write_text(json.dumps(
+        {"tiny": {"mnist": {"file": "tiny-mnist.weights.h5", "sha256": "0" * 64}}}))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(pretrained, "INDEX", str(tmp_path / "index.json"))
+    with pytest.raises(ValueError, match="missing or corrupt"):
+        Draw.from_preset("tiny", weights="mnist")
