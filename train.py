@@ -28,6 +28,12 @@ def parse_args(argv, defaults):
     parser.add_argument("--no-attention", action="store_true", help="read and write whole images (eqs. 17-18)")
     parser.add_argument("--latent-dim", type=int, default=None, help="|z| (default: the preset's)")
     parser.add_argument("--units", type=int, default=None, help="LSTM units, encoder and decoder (default: the preset's)")
+    parser.add_argument("--lr-patience", type=int, default=None,
+                        help="halve (--lr-factor) the learning rate after this many epochs without a lower "
+                             "validation loss (default: constant)")
+    parser.add_argument("--lr-factor", type=float, default=defaults.lr_factor)
+    parser.add_argument("--early-stopping", type=int, default=None,
+                        help="stop after this many epochs without a lower validation loss (default: never)")
     parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm, help="global gradient norm; 0 turns clipping off")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")

@@ -20,6 +20,7 @@ from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differe
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
 from keras_draw.run_files import RunFiles
+from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
 
 
 # `--jit-compile` values and what they mean to `Draw.compile`.
@@ -54,10 +55,14 @@ class TrainOptions:
     strategy: str = "default"
     jit_compile: str = "auto"
     log_test: bool = False
+    lr_patience: int | None = None
+    lr_factor: float = 0.5
+    early_stopping: int | None = None
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir", "strategy", "jit_compile", "log_test")
+                  "deterministic", "export_dir", "strategy", "jit_compile", "log_test",
+                  "lr_patience", "lr_factor", "early_stopping")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -73,12 +78,14 @@ class TrainOptions:
             raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
                              f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
         for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
-                     "checkpoint_every"):
+                     "checkpoint_every", "lr_patience", "early_stopping"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate}")
+        if not 0 < self.lr_factor < 1:
+            raise ValueError(f"`lr_factor` must be in (0, 1). Received: lr_factor={self.lr_factor}")
         if not self.clip_norm >= 0:
             raise ValueError(f"`clip_norm` must be 0 (off) or positive. Received: clip_norm={self.clip_norm}")
         for name in ("data_dir", "manual_dir"):
@@ -224,8 +231,15 @@ def fit(model, options, files, state, validation_ds, verbose, test_ds=None):
         Checkpoint(files.checkpoint), state, steps_per_epoch, options.checkpoint_every,
         on_epoch_end=files.write_metrics, best_weights=files.best_weights,
     )
-    first_callbacks = [TestMetrics(test_ds)] if test_ds is not None else []
+    schedule = LearningRateSchedule(options.learning_rate, lambda: state["history"], options.lr_patience,
+                                    options.lr_factor)
+    first_callbacks = [*([TestMetrics(test_ds)] if test_ds is not None else []), schedule]
     while state["epoch"] < options.epochs and not callback.diverged:
+        val_losses = validation_losses(state["history"])
+        if options.early_stopping and epochs_since_best(val_losses) >= options.early_stopping:
+            print(f"Early stopping: no lower validation loss in the last {options.early_stopping} epochs "
+                  f"(lowest {min(val_losses):.2f} at epoch {len(val_losses) - epochs_since_best(val_losses)}).")
+            break
         epoch, step = state["epoch"], state["step"]
         train_ds = datasets.epoch_batches(
             images, epoch, options.batch_size, binarize=options.dataset == "mnist",

@@ -85,6 +85,9 @@ BAD_VALUES = [
     (["--strategy", "horovod"], "Unknown strategy: 'horovod'"),
     (["--checkpoint-every", "0"], "checkpoint_every=0"),
     (["--jit-compile", "maybe"], "jit_compile='maybe'"),
+    (["--lr-patience", "0"], "lr_patience=0"),
+    (["--lr-factor", "1.5"], "lr_factor=1.5"),
+    (["--early-stopping", "-1"], "early_stopping=-1"),
 ]
 
 

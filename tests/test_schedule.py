@@ -1,0 +1,52 @@
+"""Learning-rate cuts and early stopping on the validation loss (keras_draw.schedule)."""
+
+import json
+
+import keras
+import pytest
+
+from keras_draw import Draw
+from keras_draw.schedule import LearningRateSchedule, epochs_since_best, learning_rate_cuts
+from keras_draw.training import train
+
+
+def test_a_cut_after_each_run_of_patience_epochs_without_a_new_lowest_loss():
+    val_losses = [5, 4, 4.5, 4.2, 4.1, 3.9, 4, 4]  # no new low at epochs 3-4 (cut), 7-8 (cut)
+    assert [learning_rate_cuts(val_losses[:n], patience=2) for n in range(1, 9)] == [0, 0, 0, 1, 1, 1, 1, 2]
+    assert learning_rate_cuts(val_losses, patience=1) == 5
+    assert learning_rate_cuts([], patience=1) == 0
+
+
+def test_epochs_since_best():
+    assert epochs_since_best([]) == 0
+    assert epochs_since_best([3.0, 2.0, 2.5, 2.0]) == 2  # a tie is not an improvement
+    assert epochs_since_best([3.0, 1.0]) == 0
+
+
+def test_schedule_sets_and_logs_the_rate_from_the_history():
+    model = Draw.from_preset("tiny", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    history = [{"val_loss": v} for v in (5.0, 6.0, 7.0, 8.0, 9.0)]  # 4 epochs without a new low
+    schedule = LearningRateSchedule(1e-3, lambda: history, patience=2, factor=0.1)
+    schedule.set_model(model)
+    schedule.on_epoch_begin(5)
+    logs = {}
+    schedule.on_epoch_end(5, logs)
+    assert logs["learning_rate"] == pytest.approx(1e-5)
+    constant = LearningRateSchedule(1e-3, lambda: history)
+    constant.set_model(model)
+    constant.on_epoch_begin(5)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+
+
+def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(tmp_path, mnist_data_dir, capsys):
+    options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path),
+                   jit_compile="off", verbose=0)
+    train(epochs=2, **options)
+    state_path = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["history"][0]["val_loss"] = 0.0  # epoch 1 the best, epoch 2 no better
+    state_path.write_text(json.dumps(state))
+    _, history = train(epochs=5, early_stopping=1, lr_patience=1, **options)
+    assert history.epoch == [0, 1]
+    assert "Early stopping: no lower validation loss in the last 1 epochs (lowest 0.00 at epoch 1)" in capsys.readouterr().out
