@@ -11,6 +11,8 @@ selects), and writes
     results/DATASET-PRESET/metrics.csv             the per-epoch history of the run
     results/DATASET-PRESET/learning_curves.png     train, validation and test negative ELBO
     results/DATASET-PRESET/summary.json            figures, command, hardware and wall time
+    results/DATASET-PRESET/*.png, *.gif            samples, reconstructions and drawings of the
+                                                   published weights (keras_draw.visualize)
 """
 
 import argparse
@@ -23,7 +25,7 @@ import sys
 
 import numpy as np
 
-from keras_draw import datasets, evaluate, presets, pretrained
+from keras_draw import datasets, evaluate, presets, pretrained, visualize
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
 from keras_draw.training import TrainOptions
@@ -74,6 +76,7 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     shutil.copyfile(os.path.join(run_dir, "metrics.csv"), os.path.join(results_dir, "metrics.csv"))
     plot_learning_curves(history, os.path.join(results_dir, "learning_curves.png"),
                          title=f"DRAW, {preset} preset, {dataset}", paper_figure=paper_figure)
+    visualize.write_pictures(model, results_dir, images=images[:32], seed=REFERENCE_SEED)
     best = state["best"]
     seconds = [row["seconds"] for row in history if "seconds" in row]
     summary = {

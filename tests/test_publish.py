@@ -35,6 +35,8 @@ def test_publish_ships_the_weights_of_the_best_validation_epoch(published):
     assert len((root / "results" / "mnist-tiny" / "metrics.csv").read_text().splitlines()) == 1 + 3
     with Image.open(root / "results" / "mnist-tiny" / "learning_curves.png") as picture:
         assert picture.size == (700, 450)
+    for name in ("samples.png", "reconstructions.png", "drawing.gif", "drawing_steps.png"):
+        assert (root / "results" / "mnist-tiny" / name).is_file(), name
 
 
 def test_the_recorded_reference_figure_is_reproduced_from_the_shipped_files(published):
