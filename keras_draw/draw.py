@@ -71,16 +71,21 @@ class Draw(keras.Model):
             check_grid_size("read_n", read_n, image_height, image_width)
             check_grid_size("write_n", write_n, image_height, image_width)
         # === Layers ===
+        # Under a mixed dtype policy the LSTMs compute in its compute dtype (bfloat16); reading,
+        # writing, the latent's sampling, the canvas and the loss stay in float32.
+        if self.dtype_policy.name == "mixed_float16":
+            raise ValueError("mixed_float16 needs loss scaling, which Draw does not do: use mixed_bfloat16. "
+                             f"Received: dtype={self.dtype_policy.name!r}")
         shape = (image_height, image_width, channels)
         if attention:
-            self.reader = AttentiveRead(*shape, read_n, name="read")
-            self.writer = AttentiveWrite(*shape, write_n, name="write")
+            self.reader = AttentiveRead(*shape, read_n, name="read", dtype="float32")
+            self.writer = AttentiveWrite(*shape, write_n, name="write", dtype="float32")
         else:
-            self.reader = Read(name="read")
-            self.writer = Write(*shape, name="write")
-        self.encoder = keras.layers.LSTMCell(encoder_units, name="encoder")
-        self.latent = GaussianLatent(latent_dim, name="latent")
-        self.decoder = keras.layers.LSTMCell(decoder_units, name="decoder")
+            self.reader = Read(name="read", dtype="float32")
+            self.writer = Write(*shape, name="write", dtype="float32")
+        self.encoder = keras.layers.LSTMCell(encoder_units, name="encoder", dtype=self.dtype_policy)
+        self.latent = GaussianLatent(latent_dim, name="latent", dtype="float32")
+        self.decoder = keras.layers.LSTMCell(decoder_units, name="decoder", dtype=self.dtype_policy)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # === Config ===
         self.image_height = image_height
@@ -159,6 +164,7 @@ class Draw(keras.Model):
 
     def _decode_step(self, c_prev, h_dec_prev, cell_dec_prev, z):
         h_dec, (_, cell_dec) = self.decoder(z, [h_dec_prev, cell_dec_prev])  # eq. 7 (or 14)
+        h_dec, cell_dec = ops.cast(h_dec, "float32"), ops.cast(cell_dec, "float32")  # the loop's state
         if self.attention:
             update, write_window = self.writer(h_dec)  # eqs. 28-29
         else:
@@ -199,6 +205,7 @@ class Draw(keras.Model):
                 r, read_window = self.reader(x, x_hat, h_dec_prev), None  # eq. 4 via eq. 17
             encoder_input = ops.concatenate([r, h_dec_prev], axis=-1)
             h_enc, (_, cell_enc) = self.encoder(encoder_input, [h_enc_prev, cell_enc_prev])  # eq. 5
+            h_enc, cell_enc = ops.cast(h_enc, "float32"), ops.cast(cell_enc, "float32")
             z, mu, log_sigma = self.latent(h_enc, epsilon_t)  # eq. 6
             c, h_dec, cell_dec, write_window = self._decode_step(c_prev, h_dec_prev, cell_dec_prev, z)  # eqs. 7-8
             outputs = {"mu": mu, "log_sigma": log_sigma, "z": z,

@@ -279,3 +279,27 @@ def test_training_at_a_high_learning_rate_stays_finite():
     history = model.fit(binary_images(200), batch_size=20, epochs=3, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_mixed_bfloat16_computes_the_lstms_in_bfloat16_and_the_rest_in_float32():
+    full = Draw.from_preset("tiny", seed=0)
+    mixed = Draw.from_preset("tiny", seed=0, dtype="mixed_bfloat16")
+    mixed.set_weights(full.get_weights())
+    assert {w.dtype for w in mixed.weights} == {"float32"}
+    assert mixed.encoder.compute_dtype == mixed.decoder.compute_dtype == "bfloat16"
+    assert mixed.reader.window.dense.compute_dtype == mixed.latent.mu.compute_dtype == "float32"
+    x = (np.random.default_rng(0).random((16, 28, 28, 1)) > 0.5).astype("float32")
+    epsilon = full.sample_noise(16, seed=3)
+    expected, got = full.negative_elbo(x, epsilon)["loss"], mixed.negative_elbo(x, epsilon)["loss"]
+    assert got.dtype == "float32"
+    np.testing.assert_allclose(got, expected, rtol=1e-2)  # bfloat16 keeps ~3 significant digits
+    mixed.compile(optimizer=keras.optimizers.Adam(1e-3))  # step-body XLA on a CPU
+    before = [w.copy() for w in mixed.get_weights()]
+    logs = mixed.train_on_batch(x, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, mixed.get_weights()))
+
+
+def test_mixed_float16_is_refused_for_want_of_loss_scaling():
+    with pytest.raises(ValueError, match="use mixed_bfloat16"):
+        Draw.from_preset("tiny", dtype="mixed_float16")

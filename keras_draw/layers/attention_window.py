@@ -29,7 +29,7 @@ class AttentionWindow(keras.layers.Layer):
         super().__init__(**kwargs)
         check_grid_size("n", n, image_height, image_width)
         # === Layers ===
-        self.dense = keras.layers.Dense(5, name="window")  # W of eq. 21
+        self.dense = keras.layers.Dense(5, name="window", dtype=self.dtype_policy)  # W of eq. 21
         # === Config ===
         self.image_height = image_height
         self.image_width = image_width

@@ -32,7 +32,7 @@ class AttentiveRead(keras.layers.Layer):
     def __init__(self, image_height, image_width, channels, n, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
-        self.window = AttentionWindow(image_height, image_width, n, name="read_window")
+        self.window = AttentionWindow(image_height, image_width, n, name="read_window", dtype=self.dtype_policy)
         # === Config ===
         self.image_height = image_height
         self.image_width = image_width

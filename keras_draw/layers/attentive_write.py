@@ -32,8 +32,8 @@ class AttentiveWrite(keras.layers.Layer):
     def __init__(self, image_height, image_width, channels, n, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
-        self.patch = keras.layers.Dense(n * n * channels, name="patch")  # W of eq. 28
-        self.window = AttentionWindow(image_height, image_width, n, name="write_window")
+        self.patch = keras.layers.Dense(n * n * channels, name="patch", dtype=self.dtype_policy)  # W of eq. 28
+        self.window = AttentionWindow(image_height, image_width, n, name="write_window", dtype=self.dtype_policy)
         # === Config ===
         self.image_height = image_height
         self.image_width = image_width

@@ -28,8 +28,8 @@ class GaussianLatent(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive(latent_dim=latent_dim)
         # === Layers ===
-        self.mu = keras.layers.Dense(latent_dim, name="mu")  # W of eq. 1
-        self.log_sigma = keras.layers.Dense(latent_dim, name="log_sigma")  # W of eq. 2
+        self.mu = keras.layers.Dense(latent_dim, name="mu", dtype=self.dtype_policy)  # W of eq. 1
+        self.log_sigma = keras.layers.Dense(latent_dim, name="log_sigma", dtype=self.dtype_policy)  # W of eq. 2
         # === Config ===
         self.latent_dim = latent_dim
 

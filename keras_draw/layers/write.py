@@ -17,7 +17,7 @@ class Write(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive(image_height=image_height, image_width=image_width, channels=channels)
         # === Layers ===
-        self.dense = keras.layers.Dense(image_height * image_width * channels, name="canvas")
+        self.dense = keras.layers.Dense(image_height * image_width * channels, name="canvas", dtype=self.dtype_policy)
         # === Config ===
         self.image_height = image_height
         self.image_width = image_width
