@@ -11,6 +11,8 @@ selects), and writes
     results/DATASET-PRESET/metrics.csv             the per-epoch history of the run
     results/DATASET-PRESET/learning_curves.png     train, validation and test negative ELBO
     results/DATASET-PRESET/summary.json            figures, command, hardware and wall time
+    results/DATASET-PRESET/checkpoint/, config.json  with --keep-checkpoint: the run's last checkpoint,
+                                                   to go on training elsewhere
     results/DATASET-PRESET/*.png, *.gif            samples, reconstructions and drawings of the
                                                    published weights (keras_draw.visualize)
 """
@@ -36,8 +38,10 @@ REFERENCE_SEED = 0
 
 
 def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, importance_images=500,
-            paper_figure=None, root=ROOT):
-    """Publishes the run in `run_dir` (see the module docstring) under `root`; returns the summary."""
+            paper_figure=None, root=ROOT, keep_checkpoint=False, max_images=None):
+    """Publishes the run in `run_dir` (see the module docstring) under `root`; returns the summary.
+
+    The validation and test figures cover the whole splits, or their first `max_images`."""
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     with open(os.path.join(run_dir, "checkpoint", "state.json")) as f:
@@ -58,8 +62,8 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     def split_figures(split, **kwargs):
         return evaluate.evaluate(model, dataset, split, data_dir=data_dir, manual_dir=manual_dir, **kwargs)
 
-    test = split_figures("test", importance_samples=0)
-    validation = split_figures("validation", importance_samples=0)
+    test = split_figures("test", importance_samples=0, max_images=max_images)
+    validation = split_figures("validation", importance_samples=0, max_images=max_images)
     bound = split_figures("test", importance_samples=importance_samples, max_images=importance_images)
 
     weights_dir = os.path.join(root, "keras_draw", "weights")
@@ -76,6 +80,10 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     shutil.copyfile(os.path.join(run_dir, "metrics.csv"), os.path.join(results_dir, "metrics.csv"))
     plot_learning_curves(history, os.path.join(results_dir, "learning_curves.png"),
                          title=f"DRAW, {preset} preset, {dataset}", paper_figure=paper_figure)
+    if keep_checkpoint:  # so that training can go on elsewhere: copy it back into a run's folder
+        shutil.rmtree(os.path.join(results_dir, "checkpoint"), ignore_errors=True)
+        shutil.copytree(os.path.join(run_dir, "checkpoint"), os.path.join(results_dir, "checkpoint"))
+        shutil.copyfile(os.path.join(run_dir, "config.json"), os.path.join(results_dir, "config.json"))
     visualize.write_pictures(model, results_dir, images=images[:32], seed=REFERENCE_SEED)
     best = state["best"]
     seconds = [row["seconds"] for row in history if "seconds" in row]
@@ -164,11 +172,13 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--importance-samples", type=int, default=1000)
     parser.add_argument("--importance-images", type=int, default=500, help="test images of the K-sample bound")
+    parser.add_argument("--keep-checkpoint", action="store_true",
+                        help="also copy the run's last checkpoint and config.json into results/")
     parser.add_argument("--paper-figure", type=float, default=None, help="the paper's negative ELBO, drawn on the plot")
     args = parser.parse_args(argv)
     try:
         summary = publish(args.run_dir, args.manual_dir, args.data_dir, args.importance_samples,
-                          args.importance_images, args.paper_figure)
+                          args.importance_images, args.paper_figure, keep_checkpoint=args.keep_checkpoint)
     except (OSError, KeyError, ValueError) as err:
         print(f"publish: error: {err}", file=sys.stderr)
         return 2

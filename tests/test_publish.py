@@ -15,10 +15,10 @@ from keras_draw.training import TrainOptions, train
 def published(tmp_path_factory, mnist_data_dir):
     run_dir = tmp_path_factory.mktemp("run")
     root = tmp_path_factory.mktemp("root")
-    train(preset="tiny", epochs=3, steps_per_epoch=2, data_dir=mnist_data_dir, output_dir=str(run_dir),
-          log_test=True, jit_compile="off", verbose=0)
-    summary = publish(str(run_dir), data_dir=mnist_data_dir, importance_samples=4, importance_images=20,
-                      paper_figure=80.97, root=str(root))
+    train(preset="tiny", epochs=2, steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(run_dir),
+          jit_compile="off", verbose=0)
+    summary = publish(str(run_dir), data_dir=mnist_data_dir, importance_samples=2, importance_images=10,
+                      paper_figure=80.97, root=str(root), keep_checkpoint=True, max_images=1000)
     return run_dir, root, summary
 
 
@@ -30,12 +30,13 @@ def test_publish_ships_the_weights_of_the_best_validation_epoch(published):
     entry = json.loads((root / "keras_draw" / "weights" / "index.json").read_text())["tiny"]["mnist"]
     path = root / "keras_draw" / "weights" / entry["file"]
     assert entry["sha256"] == pretrained.sha256(path) == pretrained.sha256(run_dir / "best.weights.h5")
-    assert summary["test_images"] == 10000 and summary["importance_weighted"]["num_images"] == 20
+    assert summary["test_images"] == 1000 and summary["importance_weighted"]["num_images"] == 10
     assert summary["importance_weighted"]["negative_log_likelihood"] <= summary["importance_weighted"]["negative_elbo"] + 1.0
-    assert len((root / "results" / "mnist-tiny" / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert len((root / "results" / "mnist-tiny" / "metrics.csv").read_text().splitlines()) == 1 + 2
     with Image.open(root / "results" / "mnist-tiny" / "learning_curves.png") as picture:
         assert picture.size == (700, 450)
-    for name in ("samples.png", "reconstructions.png", "drawing.gif", "drawing_steps.png"):
+    for name in ("samples.png", "reconstructions.png", "drawing.gif", "drawing_steps.png", "config.json",
+                 "checkpoint/state.json"):
         assert (root / "results" / "mnist-tiny" / name).is_file(), name
 
 

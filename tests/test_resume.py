@@ -148,18 +148,6 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     assert all(np.all(np.isfinite(w)) for w in reloaded.get_weights())
 
 
-def test_a_checkpoint_older_than_an_option_resumes_with_its_default(tmp_path, mnist_data_dir):
-    options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path),
-                   jit_compile="off", verbose=0)
-    train(epochs=1, **options)
-    state_path = tmp_path / "checkpoint" / "state.json"
-    state = json.loads(state_path.read_text())
-    del state["config"]["learning_rate"]  # as if written before the option existed
-    state_path.write_text(json.dumps(state))
-    _, history = train(epochs=2, **options)
-    assert history.epoch == [0, 1]
-
-
 def test_best_weights_are_those_of_the_lowest_validation_loss(tmp_path):
     model = Draw.from_preset("tiny", seed=0)
     state = {"epoch": 0, "step": 0, "history": [], "config": {}}

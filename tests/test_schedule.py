@@ -40,12 +40,14 @@ def test_schedule_sets_and_logs_the_rate_from_the_history():
 
 
 def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(tmp_path, mnist_data_dir, capsys):
+    # Also: a checkpoint written before an option existed resumes, the option taking its default.
     options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path),
                    jit_compile="off", verbose=0)
     train(epochs=2, **options)
     state_path = tmp_path / "checkpoint" / "state.json"
     state = json.loads(state_path.read_text())
     state["history"][0]["val_loss"] = 0.0  # epoch 1 the best, epoch 2 no better
+    del state["config"]["learning_rate"]  # as if written before the option existed
     state_path.write_text(json.dumps(state))
     _, history = train(epochs=5, early_stopping=1, lr_patience=1, **options)
     assert history.epoch == [0, 1]
