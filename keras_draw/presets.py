@@ -44,8 +44,9 @@ def get(name):
 def build(cls, name, weights=None, **overrides):
     """`cls(**preset, **overrides)`, then `weights` loaded: the name of a dataset whose trained
     weights ship with the package (`keras_draw.pretrained`), or the path of a `.weights.h5` file."""
+    config = {**get(name), **overrides}
     path = None if weights is None else pretrained.weights_path(name, os.fspath(weights))
-    model = cls(**{**get(name), **overrides})
+    model = cls(**config)
     if path is not None:
         model.load_weights(path)
     return model

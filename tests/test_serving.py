@@ -340,6 +340,17 @@ def test_bad_requests_fail_with_invalid_argument_naming_the_input(exported, sign
         exported.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
 
 
+def test_export_command_line_exports_a_preset_with_weights(exported, tmp_path):
+    weights = tmp_path / "tiny.weights.h5"
+    exported.model.save_weights(weights)
+    status = export_cli.main(["--preset", "tiny", "--weights", str(weights), "--export-dir", str(tmp_path / "draw")])
+    assert status == 0
+    signatures = tf.saved_model.load(str(tmp_path / "draw" / "1")).signatures
+    noise = RNG.standard_normal((2, T, Z)).astype(np.float32)
+    np.testing.assert_allclose(signatures["generate"](noise=tf.constant(noise))["images"],
+                               exported.signatures["generate"](noise=tf.constant(noise))["images"], atol=1e-6)
+
+
 def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, capsys):
     model_file, export_dir = str(exported.folder / "model.keras"), str(exported.folder / "draw")
     (tmp_path / "model.h5").write_bytes(b"")
@@ -350,6 +361,10 @@ def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, c
         (["--model", str(tmp_path / "broken.keras")], "Cannot load"),
         (["--model", model_file, "--version", "1"], "Version 1 already exists"),
         (["--model", model_file, "--version", "0"], "must be a positive integer"),
+        (["--preset", "tiny"], "--preset needs --weights"),
+        (["--preset", "tiny", "--weights", "svhn"], "No shipped weights for preset 'tiny'"),
+        (["--preset", "huge", "--weights", "binarized_mnist"], "Unknown preset: 'huge'"),
+        (["--model", model_file, "--weights", "binarized_mnist"], "--weights goes with --preset"),
     ]:
         assert export_cli.main([*argv, "--export-dir", export_dir]) == 2
         err = capsys.readouterr().err
