@@ -47,6 +47,8 @@ def parse_args(argv, defaults):
                         help="after training, export a SavedModel for TensorFlow Serving here (next version)")
     parser.add_argument("--strategy", default="default",
                         help="default (one device), mirrored (all local GPUs), multi_worker (hosts in TF_CONFIG) or tpu")
+    parser.add_argument("--precision", default="float32",
+                        help="float32, or mixed_bfloat16: the LSTMs in bfloat16, the rest in float32 (for GPUs and TPUs)")
     parser.add_argument("--jit-compile", default="auto",
                         help="XLA: auto (whole step on GPU, step body on CPU), on (whole step) or off (default: %(default)s)")
     parser.add_argument("--log-test", action="store_true",

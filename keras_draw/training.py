@@ -23,6 +23,9 @@ from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
 
 
+# Keras dtype policies: mixed_bfloat16 runs the LSTMs in bfloat16 (see `Draw`).
+PRECISIONS = ("float32", "mixed_bfloat16")
+
 # `--jit-compile` values and what they mean to `Draw.compile`.
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
 
@@ -58,11 +61,12 @@ class TrainOptions:
     lr_patience: int | None = None
     lr_factor: float = 0.5
     early_stopping: int | None = None
+    precision: str = "float32"
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
                   "deterministic", "export_dir", "strategy", "jit_compile", "log_test",
-                  "lr_patience", "lr_factor", "early_stopping")
+                  "lr_patience", "lr_factor", "early_stopping", "precision")
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -74,6 +78,8 @@ class TrainOptions:
         if self.jit_compile not in JIT_CHOICES:
             raise ValueError(f"`jit_compile` must be one of {', '.join(JIT_CHOICES)}. "
                              f"Received: jit_compile={self.jit_compile!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}")
         if self.strategy not in strategies.STRATEGIES:
             raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
                              f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
@@ -136,7 +142,7 @@ def check_output_dir(path, name="output_dir"):
 
 def build_model(options):
     """A compiled `Draw` for the options (Adam, the options' learning rate)."""
-    model = Draw(**options.model_config())
+    model = Draw(**options.model_config(), dtype=options.precision)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
                   jit_compile=JIT_CHOICES[options.jit_compile])
     return model

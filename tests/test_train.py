@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_draw import Draw, datasets
-from keras_draw.training import train
+from keras_draw.training import TrainOptions, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("model.keras", "config.json", "metrics.csv", "test_metrics.json", "samples.png", "reconstructions.png",
@@ -86,6 +86,7 @@ BAD_VALUES = [
     (["--checkpoint-every", "0"], "checkpoint_every=0"),
     (["--jit-compile", "maybe"], "jit_compile='maybe'"),
     (["--lr-patience", "0"], "lr_patience=0"),
+    (["--precision", "mixed_float16"], "precision='mixed_float16'"),
     (["--lr-factor", "1.5"], "lr_factor=1.5"),
     (["--early-stopping", "-1"], "early_stopping=-1"),
 ]
@@ -99,6 +100,12 @@ def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
     assert status == 2
     assert message in error and len(error.splitlines()) == 1
     assert not output_dir.exists()
+
+
+def test_precision_sets_the_models_dtype_policy():
+    model = build_model(TrainOptions(preset="tiny", precision="mixed_bfloat16"))
+    assert model.encoder.compute_dtype == "bfloat16" and model.reader.compute_dtype == "float32"
+    assert build_model(TrainOptions(preset="tiny")).encoder.compute_dtype == "float32"
 
 
 @pytest.mark.parametrize("flag", ["--output-dir", "--export-dir"])
