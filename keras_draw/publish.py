@@ -72,7 +72,7 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     for folder in (weights_dir, results_dir, tests_dir):
         os.makedirs(folder, exist_ok=True)
     weights_file = f"{preset}-{dataset}.weights.h5"
-    shutil.copyfile(best_weights, os.path.join(weights_dir, weights_file))
+    model.save_weights(os.path.join(weights_dir, weights_file))  # the model's alone, not the optimizer's
     np.savez_compressed(os.path.join(tests_dir, f"{dataset}-test-first{REFERENCE_IMAGES}.npz"),
                         bits=np.packbits(images.astype(bool)), shape=images.shape,
                         negative_elbo=reference, seed=REFERENCE_SEED)
@@ -138,8 +138,17 @@ def hardware():
 
     gpus = [tf.config.experimental.get_device_details(d).get("device_name", d.name)
             for d in tf.config.list_physical_devices("GPU")]
-    return {"machine": platform.machine(), "processor": platform.processor() or None,
+    return {"machine": platform.machine(), "processor": cpu_model() or platform.processor() or None,
             "cpu_cores": os.cpu_count(), "gpus": gpus, "tensorflow": tf.__version__}
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
 
 
 def plot_learning_curves(history, path, title="", paper_figure=None):
