@@ -22,35 +22,24 @@ def index(path=None):
         return json.load(f)
 
 
-def entry(preset, dataset):
-    """The index entry of `preset` trained on `dataset`; ValueError listing what is shipped."""
-    shipped = index().get(preset, {})
-    if dataset not in shipped:
-        raise unknown_weights(preset, dataset)
-    return shipped[dataset]
-
-
-def unknown_weights(preset, weights):
-    available = ", ".join(sorted(index().get(preset, {}))) or "none"
-    return ValueError(f"No shipped weights for preset {preset!r} trained on {weights!r} (shipped for "
-                      f"{preset!r}: {available}); pass the path of a .weights.h5 file instead. "
-                      f"Received: weights={weights!r}")
-
-
 def weights_path(preset, weights):
     """The file to load for `from_preset(preset, weights=weights)`: `weights` is the name of a
-    dataset with shipped weights, or a path. A shipped file whose checksum is wrong is refused."""
-    if weights in index().get(preset, {}):
-        shipped = entry(preset, weights)
-        path = os.path.join(WEIGHTS_DIR, shipped["file"])
-        if not os.path.isfile(path) or sha256(path) != shipped["sha256"]:
+    dataset with shipped weights, or a path. A shipped file whose checksum is wrong is refused;
+    an unknown name gets a ValueError listing what is shipped."""
+    shipped = index().get(preset, {})
+    if weights in shipped:
+        path = os.path.join(WEIGHTS_DIR, shipped[weights]["file"])
+        if not os.path.isfile(path) or sha256(path) != shipped[weights]["sha256"]:
             raise ValueError(f"The shipped weights {path} are missing or corrupt (SHA-256 mismatch); reinstall keras_draw.")
         return path
     if os.path.isfile(weights):
         return weights
     if weights.endswith(".h5") or os.sep in weights:
         raise ValueError(f"Weights file not found. Received: weights={weights!r}")
-    raise unknown_weights(preset, weights)
+    available = ", ".join(sorted(shipped)) or "none"
+    raise ValueError(f"No shipped weights for preset {preset!r} trained on {weights!r} (shipped for "
+                     f"{preset!r}: {available}); pass the path of a .weights.h5 file instead. "
+                     f"Received: weights={weights!r}")
 
 
 def sha256(path):

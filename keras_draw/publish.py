@@ -26,6 +26,7 @@ import shutil
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from keras_draw import datasets, evaluate, presets, pretrained, visualize
 from keras_draw.draw import Draw
@@ -134,8 +135,6 @@ def command_line(options):
 
 
 def hardware():
-    import tensorflow as tf
-
     gpus = [tf.config.experimental.get_device_details(d).get("device_name", d.name)
             for d in tf.config.list_physical_devices("GPU")]
     return {"machine": platform.machine(), "processor": cpu_model() or platform.processor() or None,

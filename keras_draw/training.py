@@ -242,9 +242,10 @@ def fit(model, options, files, state, validation_ds, verbose, test_ds=None):
     first_callbacks = [*([TestMetrics(test_ds)] if test_ds is not None else []), schedule]
     while state["epoch"] < options.epochs and not callback.diverged:
         val_losses = validation_losses(state["history"])
-        if options.early_stopping and epochs_since_best(val_losses) >= options.early_stopping:
+        waited = epochs_since_best(val_losses)
+        if options.early_stopping and waited >= options.early_stopping:
             print(f"Early stopping: no lower validation loss in the last {options.early_stopping} epochs "
-                  f"(lowest {min(val_losses):.2f} at epoch {len(val_losses) - epochs_since_best(val_losses)}).")
+                  f"(lowest {min(val_losses):.2f} at epoch {len(val_losses) - waited}).")
             break
         epoch, step = state["epoch"], state["step"]
         train_ds = datasets.epoch_batches(
