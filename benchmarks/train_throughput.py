@@ -10,8 +10,15 @@ Prints one labelled figure per line, all measured in this one process:
     first step through the model's `train_function` (tracing and graph optimisation included);
   - training images/s over `--steps` timed steps after `--warmup` untimed ones: median, min, max;
   - achieved GFLOP/s at the median and its fraction of each matmul rate;
-  - peak memory: the process's maximum resident set (resource.getrusage ru_maxrss), and on a GPU
-    the device's peak (tf.config.experimental.get_memory_info).
+  - the same for DRAW's recurrence alone (benchmarks/recurrence.py: the LSTMs and heads in plain
+    TensorFlow, no filterbank, loss or optimizer), its steps alternating with the model's so that
+    both see the same machine, and the model's images/s as a fraction of it (`--no-recurrence`
+    skips it);
+  - the roofline: the images/s of a step that did nothing but its matmuls, at the LSTM-shaped
+    rate (a bound for any implementation of these products on this machine);
+  - peak memory: the process's maximum resident set (resource.getrusage ru_maxrss), also right
+    after importing TensorFlow and Keras (what any TensorFlow program holds before its first
+    model), and on a GPU the device's peak (tf.config.experimental.get_memory_info).
 
 FLOPs per image of one training step, counted from the configuration (matmuls only, 2 FLOPs per
 multiply-add; elementwise ops, the filterbank's exponentials and the optimizer are not counted):
@@ -32,6 +39,7 @@ At the mnist preset this is 370.6 MFLOP per image.
 """
 
 import argparse
+import importlib.util
 import os
 import resource
 import statistics
@@ -57,6 +65,8 @@ def parse_args(argv):
                         help="keras dtype policy (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
+    parser.add_argument("--no-recurrence", action="store_true",
+                        help="skip timing DRAW's recurrence alone (benchmarks/recurrence.py)")
     parser.add_argument("--matmul-repeats", type=int, default=20, help="timed matmul calls (default: %(default)s)")
     return parser.parse_args(argv)
 
@@ -102,12 +112,26 @@ def matmul_rate(tf, m, k, n, repeats, products_per_call):
     return 2.0 * m * k * n * products_per_call / statistics.median(seconds) / 1e9
 
 
-def peak_memory_lines(tf):
-    lines = [f"peak memory (process max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"]
+def _max_rss_gib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def peak_memory_lines(tf, imported):
+    lines = [f"peak memory (process max RSS): {_max_rss_gib():.2f} GiB; "
+             f"{imported:.2f} GiB of it right after importing TensorFlow and Keras"]
     for device in tf.config.list_logical_devices("GPU"):
         peak = tf.config.experimental.get_memory_info(device.name)["peak"]
         lines.append(f"peak memory ({device.name}): {peak / 2**30:.2f} GiB")
     return lines
+
+
+def _sibling_module(name):
+    """benchmarks/NAME.py, imported whether or not benchmarks/ is on sys.path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def benchmark(args):
@@ -116,10 +140,15 @@ def benchmark(args):
     import numpy as np
     import tensorflow as tf
 
+    imported = _max_rss_gib()
     from keras_draw import Draw, presets
 
-    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    recurrence = _sibling_module("recurrence")
+
+    if args.inter_op_threads:  # settable only before TensorFlow's first op
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     config = presets.get(args.preset)
     if args.num_steps is not None:
         config["num_steps"] = args.num_steps
@@ -160,26 +189,44 @@ def benchmark(args):
     print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}")
     print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
 
+    # The peak so far is the model's; the recurrence alone adds its own tensors afterwards.
+    memory = peak_memory_lines(tf, imported)
+    model_step = lambda: float(train_function(iterator)["loss"])  # noqa: E731
+    timed = {"model": model_step}
+    if not args.no_recurrence:
+        timed["recurrence"] = recurrence.recurrence_train_step(tf, config, args.batch_size)
     for _ in range(args.warmup):
-        float(train_function(iterator)["loss"])
-    seconds = []
+        for run in timed.values():
+            run()
+    seconds = {name: [] for name in timed}
     for _ in range(args.steps):
-        start = time.perf_counter()
-        float(train_function(iterator)["loss"])
-        seconds.append(time.perf_counter() - start)
-    rates = sorted(args.batch_size / s for s in seconds)
-    median = statistics.median(rates)
-    flops = flops_per_image(config)
-    achieved = median * flops / 1e9
-    print(f"FLOPs per image per training step: {flops / 1e6:.1f} MFLOP (matmuls, forward + backward)")
-    print(f"training images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
-    print(f"seconds per step: median {args.batch_size / median:.3f}")
-    print(f"achieved: {achieved:.1f} GFLOP/s = {achieved / square:.0%} of the 2048^3 matmul rate, "
-          f"{achieved / lstm_rate:.0%} of the LSTM-shaped matmul rate")
-    for line in peak_memory_lines(tf):
+        for name, run in timed.items():  # alternating, so that both see the same machine
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    flops = {"model": flops_per_image(config), "recurrence": recurrence.recurrence_flops_per_image(config)}
+    print(f"FLOPs per image per training step: {flops['model'] / 1e6:.1f} MFLOP (matmuls, forward + backward)")
+    roofline = lstm_rate * 1e9 / flops["model"]
+    print(f"roofline: {roofline:.1f} images/s for a step doing nothing but its matmuls, at the LSTM-shaped rate")
+    figures = {"first_step_s": first_step, "matmul_gflops": square, "lstm_matmul_gflops": lstm_rate,
+               "roofline_images_per_s": roofline}
+    for name in timed:
+        rates = sorted(args.batch_size / s for s in seconds[name])
+        median = statistics.median(rates)
+        achieved = median * flops[name] / 1e9
+        label = "training" if name == "model" else "the recurrence alone (no filterbank, loss or optimizer), training"
+        print(f"{label} images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
+        print(f"  seconds per step: median {args.batch_size / median:.3f}; achieved {achieved:.1f} GFLOP/s "
+              f"({flops[name] / 1e6:.1f} MFLOP per image) = {achieved / square:.0%} of the 2048^3 matmul rate, "
+              f"{achieved / lstm_rate:.0%} of the LSTM-shaped matmul rate")
+        figures.update({f"{name}_images_per_s": median, f"{name}_gflops": achieved})
+    figures["images_per_s"], figures["gflops"] = figures.pop("model_images_per_s"), figures.pop("model_gflops")
+    if "recurrence" in timed:
+        ratio = figures["images_per_s"] / figures["recurrence_images_per_s"]
+        print(f"model / recurrence alone, images/s: {ratio:.2f}")
+    for line in memory:
         print(line)
-    return {"images_per_s": median, "first_step_s": first_step, "gflops": achieved, "matmul_gflops": square,
-            "lstm_matmul_gflops": lstm_rate}
+    return figures
 
 
 def main(argv=None):

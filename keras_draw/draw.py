@@ -10,9 +10,10 @@ For t = 1..T, with c_0, h^enc_0 and h^dec_0 learned:
 The loss is the negative ELBO L^x + L^z in nats per image (eqs. 9-12); generation runs the decoder
 alone from z̃_t ~ N(0, I) and returns the mean image σ(c̃_T) (eqs. 13-16).
 
-The T steps run as one symbolic loop (`keras_draw.loop.scan`), not unrolled in Python, so tracing
-does not grow with T; in training on a CPU, XLA compiles the step body alone. All the noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh
-for every step and image (pitfall 4), and the passes are deterministic functions of it.
+The T steps run as one symbolic loop (`keras_draw.loop.scan`), so tracing does not grow with T;
+training on a CPU instead unrolls them around one step body that XLA compiles once. All the
+noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for every step and
+image (pitfall 4), and the passes are deterministic functions of it.
 """
 
 import keras
@@ -186,7 +187,8 @@ class Draw(keras.Model):
         return self._infer(x, epsilon, names)
 
     def _infer(self, x, epsilon, names, jit_step=False):
-        """`infer` emitting only the per-step outputs `names`; XLA on the step body if `jit_step`."""
+        """`infer` emitting only the per-step outputs `names`; with `jit_step`, the T steps
+        unrolled, calling one step body compiled by XLA (see `compile`)."""
         batch_size = ops.shape(x)[0]
         state = (
             self._initial(self.c_0, batch_size),
@@ -215,7 +217,7 @@ class Draw(keras.Model):
             return (c, h_enc, cell_enc, h_dec, cell_dec), {k: outputs[k] for k in names}
 
         epsilon = ops.moveaxis(epsilon, 1, 0)  # (T, batch, |z|)
-        final, outputs = loop.scan(step, state, epsilon, names, jit_compile=jit_step)
+        final, outputs = loop.scan(step, state, epsilon, names, jit_compile=jit_step, unroll=jit_step)
         outputs = {k: ops.moveaxis(v, 0, 1) for k, v in outputs.items()}  # to (batch, T, ...)
         outputs["canvas"] = final[0]
         return outputs
@@ -351,9 +353,9 @@ class Draw(keras.Model):
         """`keras.Model.compile`, where `jit_compile` chooses how XLA compiles training:
 
         "auto" (default): the whole train step on a GPU; on a CPU the loop's step body alone,
-        which fuses its many small ops (1.2× faster than no XLA on our 2-core CPU, where
-        whole-step XLA was 2× slower; see README "Speed"). True: the whole step. False: no XLA,
-        and the fastest start (XLA compilation takes seconds).
+        which fuses its many small ops, called T times from an unrolled loop (faster than no
+        XLA and than whole-step XLA on our 2-core CPU; see README "Speed"). True: the whole
+        step. False: no XLA and a `tf.while_loop`, the fastest start.
         """
         on_gpu = bool(tf.config.list_logical_devices("GPU"))
         self._step_jit = jit_compile == "auto" and not on_gpu

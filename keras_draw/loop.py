@@ -1,4 +1,4 @@
-"""A symbolic loop over DRAW's T steps: one `tf.while_loop`, whatever T is.
+"""A loop over DRAW's T steps: one `tf.while_loop` whatever T is, or unrolled for training.
 
 `keras.ops.scan` requires a step's outputs to match its carry; DRAW's steps carry LSTM states
 but emit posteriors, canvases and windows, so this small scan keeps them apart.
@@ -7,8 +7,8 @@ but emit posteriors, canvases and windows, so this small scan keeps them apart.
 import tensorflow as tf
 
 
-def scan(step, state, xs, output_names, jit_compile=False):
-    """Runs `state, outputs = step(state, xs[t])` for t = 0..T−1 in one symbolic loop.
+def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
+    """Runs `state, outputs = step(state, xs[t])` for t = 0..T−1, in one symbolic loop or unrolled.
 
     Args:
         step: a function of (state, x_t) returning (new state, dict of float32 outputs).
@@ -17,6 +17,10 @@ def scan(step, state, xs, output_names, jit_compile=False):
         output_names: the keys of the dict that `step` returns.
         jit_compile: compile the step body alone with XLA (the loop itself stays a TF loop):
             on a CPU it fuses the step's many small ops, where XLA over the whole loop is slow.
+        unroll: T calls of the step in the graph instead of a `tf.while_loop` (T must be
+            static). With `jit_compile` the step is traced and compiled once and called T times,
+            and training runs faster on a CPU than through the loop's gradient accumulators
+            (README "Speed"); without it, tracing grows with T.
 
     Returns:
         The final state and a dict of each output stacked over time, shape (T, ...).
@@ -26,6 +30,8 @@ def scan(step, state, xs, output_names, jit_compile=False):
     arrays = {name: tf.TensorArray(tf.float32, size=num_steps) for name in output_names}
     if jit_compile:
         step = tf.function(step, jit_compile=True, autograph=False)
+    if unroll:
+        return _unrolled(step, tuple(state), xs, output_names)
 
     def body(t, state, arrays):
         state, outputs = step(state, xs[t])
@@ -39,6 +45,17 @@ def scan(step, state, xs, output_names, jit_compile=False):
         maximum_iterations=num_steps,  # XLA needs the bound of the loop and its arrays
     )
     return state, {name: _stack(array, xs.shape[0]) for name, array in arrays.items()}
+
+
+def _unrolled(step, state, xs, output_names):
+    if xs.shape[0] is None:
+        raise ValueError(f"An unrolled loop needs a static number of steps. Received: shape={xs.shape}")
+    outputs = {name: [] for name in output_names}
+    for t in range(xs.shape[0]):
+        state, step_outputs = step(state, xs[t])
+        for name in output_names:
+            outputs[name].append(tf.cast(step_outputs[name], tf.float32))
+    return state, {name: tf.stack(values) for name, values in outputs.items()}
 
 
 def _stack(array, num_steps):

@@ -119,6 +119,22 @@ def test_loss_at_a_fixed_seed_matches_a_numpy_reference(attention):
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
+def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients():
+    model = small(image_height=6, image_width=9, channels=3)
+    x = binary_images(3, 6, 9, 3)
+    epsilon = model.sample_noise(3, seed=5)
+
+    @tf.function
+    def gradients(unrolled):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model._negative_elbo(x, epsilon, jit_step=unrolled)["loss"])
+        return tape.gradient(loss, model.trainable_weights)
+
+    for unrolled, symbolic in zip(gradients(True), gradients(False)):
+        assert np.abs(symbolic).sum() > 0
+        np.testing.assert_allclose(unrolled, symbolic, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("attention", [True, False])
 def test_symbolic_loop_matches_the_equations_step_by_step(attention):
     model = small(attention=attention, image_height=6, image_width=9, channels=3)

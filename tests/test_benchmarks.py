@@ -1,0 +1,72 @@
+"""benchmarks/: the FLOP counts behind the GFLOP/s figures, against the model's own graph."""
+
+import importlib.util
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_draw import Draw, loop
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+# Odd sizes everywhere, colour, a non-square image, so that no factor of the count hides another.
+CONFIG = dict(image_height=12, image_width=10, channels=3, num_steps=3, encoder_units=16,
+              decoder_units=12, latent_dim=5, read_n=3, write_n=4)
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def forward_matmul_flops(model, batch=7):
+    """2·M·K·N of every MatMul and BatchMatMul in the traced forward pass, per image:
+    (2-D products, batched products)."""
+    function = tf.function(lambda x, epsilon: model.negative_elbo(x, epsilon)["loss"])
+    graph = function.get_concrete_function(
+        tf.TensorSpec((batch, *model.image_shape)), tf.TensorSpec((batch, model.num_steps, model.latent_dim))
+    ).graph
+    flops = {"MatMul": 0, "BatchMatMulV2": 0}
+    for op in graph.get_operations():
+        if op.type not in flops:
+            continue
+        lhs = op.inputs[0].shape.as_list()
+        inner = lhs[-2] if op.get_attr("adj_x" if op.type == "BatchMatMulV2" else "transpose_a") else lhs[-1]
+        flops[op.type] += 2 * math.prod(op.outputs[0].shape.as_list()) * inner / batch
+    return flops["MatMul"], flops["BatchMatMulV2"]
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_flop_counts_match_every_matmul_in_the_models_graph(monkeypatch, attention):
+    scan = loop.scan  # unrolled, so that every step's ops lie in the one graph walked below
+    monkeypatch.setattr(loop, "scan", lambda *args, **kwargs: scan(*args, **{**kwargs, "unroll": True}))
+    config = dict(CONFIG, attention=attention)
+    dense, batched = forward_matmul_flops(Draw(**config, seed=0))
+    assert dense > 0 and (batched > 0) == attention
+    # Backward counted as twice the forward: × 3.
+    assert load("train_throughput").flops_per_image(config) == 3 * (dense + batched)
+    # The recurrence alone has the same dense products and none of the filterbank's.
+    assert load("recurrence").recurrence_flops_per_image(config) == 3 * dense
+
+
+def test_the_recurrence_alone_gives_every_kernel_a_finite_nonzero_gradient():
+    gradients = load("recurrence").recurrence_train_step(tf, dict(CONFIG, attention=True), batch_size=4)()
+    assert len(gradients) == 4
+    assert all(np.all(np.isfinite(g)) and np.abs(g).sum() > 0 for g in gradients)
+
+
+def test_throughput_benchmark_prints_every_figure(capsys):
+    module = load("train_throughput")
+    args = module.parse_args(["--preset", "tiny", "--num-steps", "2", "--batch-size", "4", "--steps", "2",
+                              "--warmup", "0", "--matmul-repeats", "2", "--jit", "off"])
+    figures = module.benchmark(args)
+    printed = capsys.readouterr().out
+    for label in ("matmul rate 2048x2048x2048", "time to first step", "roofline", "training images/s",
+                  "the recurrence alone", "model / recurrence alone", "peak memory"):
+        assert label in printed
+    assert all(np.isfinite(value) and value > 0 for value in figures.values())
