@@ -51,6 +51,9 @@ def parse_args(argv, defaults):
                         help="float32, or mixed_bfloat16: the LSTMs in bfloat16, the rest in float32 (for GPUs and TPUs)")
     parser.add_argument("--jit-compile", default="auto",
                         help="XLA: auto (whole step on GPU, step body on CPU), on (whole step) or off (default: %(default)s)")
+    parser.add_argument("--unroll", action="store_true",
+                        help="unroll the T steps in training: faster on a CPU for long runs, a few seconds' "
+                             "longer start (see README Speed)")
     parser.add_argument("--log-test", action="store_true",
                         help="also evaluate the test split after every epoch, for learning curves "
                              "(selection uses the validation split only)")

@@ -61,6 +61,8 @@ def parse_args(argv):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (default: %(default)s)")
     parser.add_argument("--jit", choices=("on", "off", "auto"), default="auto",
                         help="Draw.compile jit_compile: auto (step body on CPU, whole step on GPU), on (whole step), off (none)")
+    parser.add_argument("--unroll", action="store_true",
+                        help="Draw.compile(unroll=True): the T steps unrolled instead of a tf.while_loop")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="keras dtype policy (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
@@ -156,7 +158,7 @@ def benchmark(args):
     print(f"machine: TensorFlow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPU cores; devices: {devices}")
     print(f"configuration: preset {args.preset}, batch {args.batch_size}, T={config['num_steps']}, "
           f"units {config['encoder_units']}/{config['decoder_units']}, z={config['latent_dim']}, "
-          f"read {config.get('read_n')}, write {config.get('write_n')}, jit {args.jit}, precision {args.precision}, "
+          f"read {config.get('read_n')}, write {config.get('write_n')}, jit {args.jit}, unroll {args.unroll}, precision {args.precision}, "
           f"threads inter/intra {args.inter_op_threads}/{args.intra_op_threads} (0: default)")
 
     square = matmul_rate(tf, 2048, 2048, 2048, max(3, args.matmul_repeats // 4), 1)
@@ -178,7 +180,7 @@ def benchmark(args):
 
     start = time.perf_counter()
     model = Draw(**config, seed=0)
-    compile_kwargs = {"jit_compile": {"auto": "auto", "on": True, "off": False}[args.jit]}
+    compile_kwargs = {"jit_compile": {"auto": "auto", "on": True, "off": False}[args.jit], "unroll": args.unroll}
     model.compile(optimizer=keras.optimizers.Adam(1e-3), **compile_kwargs)
     model.optimizer.build(model.trainable_variables)
     model.make_train_function()
@@ -186,7 +188,7 @@ def benchmark(args):
     logs = train_function(iterator)
     first_loss = float(logs["loss"])
     first_step = time.perf_counter() - start
-    print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}")
+    print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}; unrolled {model._unroll}")
     print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
 
     # The peak so far is the model's; the recurrence alone adds its own tensors afterwards.

@@ -19,8 +19,8 @@ def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
             on a CPU it fuses the step's many small ops, where XLA over the whole loop is slow.
         unroll: T calls of the step in the graph instead of a `tf.while_loop` (T must be
             static). With `jit_compile` the step is traced and compiled once and called T times,
-            and training runs faster on a CPU than through the loop's gradient accumulators
-            (README "Speed"); without it, tracing grows with T.
+            and training skips the loop's gradient accumulators (README "Speed"); without it,
+            tracing grows with T.
 
     Returns:
         The final state and a dict of each output stacked over time, shape (T, ...).

@@ -57,6 +57,7 @@ class TrainOptions:
     export_dir: str | None = None
     strategy: str = "default"
     jit_compile: str = "auto"
+    unroll: bool = False
     log_test: bool = False
     lr_patience: int | None = None
     lr_factor: float = 0.5
@@ -65,7 +66,7 @@ class TrainOptions:
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir", "strategy", "jit_compile", "log_test",
+                  "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
                   "lr_patience", "lr_factor", "early_stopping", "precision")
 
     def check(self):
@@ -144,7 +145,7 @@ def build_model(options):
     """A compiled `Draw` for the options (Adam, the options' learning rate)."""
     model = Draw(**options.model_config(), dtype=options.precision)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                  jit_compile=JIT_CHOICES[options.jit_compile])
+                  jit_compile=JIT_CHOICES[options.jit_compile], unroll=options.unroll)
     return model
 
 

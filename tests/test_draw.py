@@ -119,20 +119,24 @@ def test_loss_at_a_fixed_seed_matches_a_numpy_reference(attention):
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
-def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients():
+def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients(tmp_path):
     model = small(image_height=6, image_width=9, channels=3)
     x = binary_images(3, 6, 9, 3)
     epsilon = model.sample_noise(3, seed=5)
 
     @tf.function
-    def gradients(unrolled):
+    def gradients(unroll):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model._negative_elbo(x, epsilon, jit_step=unrolled)["loss"])
+            loss = tf.reduce_mean(model._negative_elbo(x, epsilon, jit_step=unroll, unroll=unroll)["loss"])
         return tape.gradient(loss, model.trainable_weights)
 
     for unrolled, symbolic in zip(gradients(True), gradients(False)):
         assert np.abs(symbolic).sum() > 0
         np.testing.assert_allclose(unrolled, symbolic, rtol=1e-3, atol=1e-5)
+    model.compile(optimizer="adam", unroll=True)
+    model.fit(x, batch_size=3, epochs=1, verbose=0)
+    model.save(tmp_path / "draw.keras")
+    assert keras.saving.load_model(tmp_path / "draw.keras")._unroll
 
 
 @pytest.mark.parametrize("attention", [True, False])
