@@ -63,3 +63,20 @@ class TestMetrics(keras.callbacks.Callback):
             return
         metrics = self.model.evaluate(self.test_ds, return_dict=True, verbose=0)
         logs.update({f"test_{name}": float(value) for name, value in metrics.items()})
+
+
+class RunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting epochs out of the whole run ("Epoch 8/1000") while
+    train.py calls `fit` one epoch at a time (which Keras would show as "Epoch 8/8").
+
+    Args:
+        epochs: the run's number of epochs.
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.run_epochs

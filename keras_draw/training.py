@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_draw import datasets, presets, serving, strategies, visualize
-from keras_draw.callbacks import TestMetrics
+from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
@@ -260,7 +260,8 @@ def fit(model, options, files, state, validation_ds, verbose, test_ds=None):
             initial_epoch=epoch,
             epochs=epoch + 1,
             steps_per_epoch=steps_per_epoch - step,
-            callbacks=[*first_callbacks, callback, *files.callbacks()],
+            # The progress bar last, as Keras places its own: it prints what the others logged.
+            callbacks=[*first_callbacks, callback, *files.callbacks(), RunProgbar(options.epochs)],
             shuffle=False,
             verbose=verbose,
         )
