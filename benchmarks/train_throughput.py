@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py                       # the mnist preset, batch 100, T = 64
     python benchmarks/train_throughput.py --num-steps 16 --steps 5 --jit on
+    python benchmarks/train_throughput.py --compare-unroll    # while loop and unrolled, alternating
 
 Prints one labelled figure per line, all measured in this one process:
   - the dense float32 matmul rate: a 2048×2048 product, and the LSTM-shaped products at the
@@ -13,7 +14,7 @@ Prints one labelled figure per line, all measured in this one process:
   - the same for DRAW's recurrence alone (benchmarks/recurrence.py: the LSTMs and heads in plain
     TensorFlow, no filterbank, loss or optimizer), its steps alternating with the model's so that
     both see the same machine, and the model's images/s as a fraction of it (`--no-recurrence`
-    skips it);
+    skips it); with `--compare-unroll`, also for the model with the other `unroll` setting;
   - the roofline: the images/s of a step that did nothing but its matmuls, at the LSTM-shaped
     rate (a bound for any implementation of these products on this machine);
   - peak memory: the process's maximum resident set (resource.getrusage ru_maxrss), also right
@@ -63,6 +64,8 @@ def parse_args(argv):
                         help="Draw.compile jit_compile: auto (step body on CPU, whole step on GPU), on (whole step), off (none)")
     parser.add_argument("--unroll", action="store_true",
                         help="Draw.compile(unroll=True): the T steps unrolled instead of a tf.while_loop")
+    parser.add_argument("--compare-unroll", action="store_true",
+                        help="also time a model with the other unroll setting, its steps alternating with the first's")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="keras dtype policy (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
@@ -136,6 +139,25 @@ def _sibling_module(name):
     return module
 
 
+def _first_step(draw, config, args, iterator, unroll):
+    """A compiled model's training step (a function), and the seconds from construction to the
+    end of its first step (tracing and graph optimisation included); prints both."""
+    import keras
+
+    start = time.perf_counter()
+    model = draw(**config, seed=0)
+    jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile, unroll=unroll)
+    model.optimizer.build(model.trainable_variables)
+    model.make_train_function()
+    train_function = model.train_function
+    first_loss = float(train_function(iterator)["loss"])
+    first_step = time.perf_counter() - start
+    print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}; unrolled {model._unroll}")
+    print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
+    return (lambda: float(train_function(iterator)["loss"])), first_step
+
+
 def benchmark(args):
     """Prints the figures; returns them as a dict too (for tests and notebooks)."""
     import keras
@@ -178,23 +200,12 @@ def benchmark(args):
     x = (rng.random(shape) > 0.5).astype(np.float32)
     iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
 
-    start = time.perf_counter()
-    model = Draw(**config, seed=0)
-    compile_kwargs = {"jit_compile": {"auto": "auto", "on": True, "off": False}[args.jit], "unroll": args.unroll}
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), **compile_kwargs)
-    model.optimizer.build(model.trainable_variables)
-    model.make_train_function()
-    train_function = model.train_function
-    logs = train_function(iterator)
-    first_loss = float(logs["loss"])
-    first_step = time.perf_counter() - start
-    print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}; unrolled {model._unroll}")
-    print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
-
+    model_step, first_step = _first_step(Draw, config, args, iterator, args.unroll)
     # The peak so far is the model's; the recurrence alone adds its own tensors afterwards.
     memory = peak_memory_lines(tf, imported)
-    model_step = lambda: float(train_function(iterator)["loss"])  # noqa: E731
     timed = {"model": model_step}
+    if args.compare_unroll:
+        timed["other"], _ = _first_step(Draw, config, args, iterator, not args.unroll)
     if not args.no_recurrence:
         timed["recurrence"] = recurrence.recurrence_train_step(tf, config, args.batch_size)
     for _ in range(args.warmup):
@@ -202,11 +213,12 @@ def benchmark(args):
             run()
     seconds = {name: [] for name in timed}
     for _ in range(args.steps):
-        for name, run in timed.items():  # alternating, so that both see the same machine
+        for name, run in timed.items():  # alternating, so that all see the same machine
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)
-    flops = {"model": flops_per_image(config), "recurrence": recurrence.recurrence_flops_per_image(config)}
+    flops = {"model": flops_per_image(config), "other": flops_per_image(config),
+             "recurrence": recurrence.recurrence_flops_per_image(config)}
     print(f"FLOPs per image per training step: {flops['model'] / 1e6:.1f} MFLOP (matmuls, forward + backward)")
     roofline = lstm_rate * 1e9 / flops["model"]
     print(f"roofline: {roofline:.1f} images/s for a step doing nothing but its matmuls, at the LSTM-shaped rate")
@@ -216,13 +228,17 @@ def benchmark(args):
         rates = sorted(args.batch_size / s for s in seconds[name])
         median = statistics.median(rates)
         achieved = median * flops[name] / 1e9
-        label = "training" if name == "model" else "the recurrence alone (no filterbank, loss or optimizer), training"
+        label = {"model": "training", "other": f"training with unroll={not args.unroll}",
+                 "recurrence": "the recurrence alone (no filterbank, loss or optimizer), training"}[name]
         print(f"{label} images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
         print(f"  seconds per step: median {args.batch_size / median:.3f}; achieved {achieved:.1f} GFLOP/s "
               f"({flops[name] / 1e6:.1f} MFLOP per image) = {achieved / square:.0%} of the 2048^3 matmul rate, "
               f"{achieved / lstm_rate:.0%} of the LSTM-shaped matmul rate")
         figures.update({f"{name}_images_per_s": median, f"{name}_gflops": achieved})
     figures["images_per_s"], figures["gflops"] = figures.pop("model_images_per_s"), figures.pop("model_gflops")
+    if "other" in timed:
+        print(f"unroll={args.unroll} / unroll={not args.unroll}, images/s: "
+              f"{figures['images_per_s'] / figures['other_images_per_s']:.2f}")
     if "recurrence" in timed:
         ratio = figures["images_per_s"] / figures["recurrence_images_per_s"]
         print(f"model / recurrence alone, images/s: {ratio:.2f}")

@@ -63,10 +63,11 @@ def test_the_recurrence_alone_gives_every_kernel_a_finite_nonzero_gradient():
 def test_throughput_benchmark_prints_every_figure(capsys):
     module = load("train_throughput")
     args = module.parse_args(["--preset", "tiny", "--num-steps", "2", "--batch-size", "4", "--steps", "2",
-                              "--warmup", "0", "--matmul-repeats", "2", "--jit", "off"])
+                              "--warmup", "0", "--matmul-repeats", "2", "--jit", "off", "--compare-unroll"])
     figures = module.benchmark(args)
     printed = capsys.readouterr().out
     for label in ("matmul rate 2048x2048x2048", "time to first step", "roofline", "training images/s",
-                  "the recurrence alone", "model / recurrence alone", "peak memory"):
+                  "the recurrence alone", "model / recurrence alone", "training with unroll=True",
+                  "unroll=False / unroll=True", "peak memory"):
         assert label in printed
     assert all(np.isfinite(value) and value > 0 for value in figures.values())
