@@ -3,20 +3,19 @@
 The two LSTMs (gates included), the latent heads with their sampling, the window heads and the
 write patch, in one `tf.while_loop` over T, with gradients by `tf.GradientTape`: the matmuls of
 DRAW's training step without the filterbanks, the canvas, the loss or the optimizer. Written in
-plain TensorFlow ops, with no Keras layer, so it is as fast as TensorFlow runs these shapes in
-sequence on this machine. A DRAW training step does strictly more work, so its images/s can only
-be lower: the ratio of the two says how much room is left in our code, the rest is TensorFlow's.
+plain TensorFlow ops, with no Keras layer. A DRAW training step does strictly more work, so the
+ratio of the two images/s says how much of the step's time our code adds to these products.
 """
 
 def recurrence_flops_per_image(config):
     """Matmul FLOPs of one training step of the recurrence alone, per image (×3 for backward)."""
     e, d, z, t = (config[k] for k in ("encoder_units", "decoder_units", "latent_dim", "num_steps"))
-    read_dim, heads = _read_dim_and_heads(config)
+    read_dim, heads = read_dim_and_heads(config)
     step = 2 * (read_dim + d + e) * 4 * e + 2 * (z + d) * 4 * d + 2 * e * 2 * z + 2 * d * heads
     return 3 * t * step
 
 
-def _read_dim_and_heads(config):
+def read_dim_and_heads(config):
     """The encoder's read input size and the decoder's head outputs (windows + write patch)."""
     c = config["channels"]
     if config.get("attention", True):
@@ -29,7 +28,7 @@ def recurrence_train_step(tf, config, batch_size):
     """A function running one training step of the recurrence alone and returning its gradients
     as numpy arrays (traced and run once here)."""
     e, d, z, t = (config[k] for k in ("encoder_units", "decoder_units", "latent_dim", "num_steps"))
-    read_dim, heads = _read_dim_and_heads(config)
+    read_dim, heads = read_dim_and_heads(config)
     normal = tf.random.stateless_normal
     kernels = [
         tf.Variable(normal((read_dim + d + e, 4 * e), seed=(0, 1), stddev=0.05)),  # encoder [r, h^dec, h^enc]

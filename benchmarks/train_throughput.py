@@ -185,8 +185,7 @@ def benchmark(args):
 
     square = matmul_rate(tf, 2048, 2048, 2048, max(3, args.matmul_repeats // 4), 1)
     e, d = config["encoder_units"], config["decoder_units"]
-    read_dim = 2 * config["read_n"] ** 2 * config["channels"] if config.get("attention", True) else (
-        2 * config["image_height"] * config["image_width"] * config["channels"])
+    read_dim, _ = recurrence.read_dim_and_heads(config)
     encoder_rate = matmul_rate(tf, args.batch_size, read_dim + d + e, 4 * e, args.matmul_repeats, 20)
     decoder_rate = matmul_rate(tf, args.batch_size, config["latent_dim"] + d, 4 * d, args.matmul_repeats, 20)
     lstm_rate = statistics.mean([encoder_rate, decoder_rate])

@@ -15,7 +15,7 @@ def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
         state: a tuple of tensors (or of dicts of tensors), the initial state.
         xs: a tensor whose first axis is time, shape (T, ...).
         output_names: the keys of the dict that `step` returns.
-        jit_compile: compile the step body alone with XLA (the loop itself stays a TF loop):
+        jit_compile: compile the step body alone with XLA (the loop itself is not compiled):
             on a CPU it fuses the step's many small ops, where XLA over the whole loop is slow.
         unroll: T calls of the step in the graph instead of a `tf.while_loop` (T must be
             static). With `jit_compile` the step is traced and compiled once and called T times,
@@ -26,12 +26,12 @@ def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
         The final state and a dict of each output stacked over time, shape (T, ...).
     """
     xs = tf.convert_to_tensor(xs)
-    num_steps = xs.shape[0] if xs.shape[0] is not None else tf.shape(xs)[0]  # static T for XLA
-    arrays = {name: tf.TensorArray(tf.float32, size=num_steps) for name in output_names}
     if jit_compile:
         step = tf.function(step, jit_compile=True, autograph=False)
     if unroll:
         return _unrolled(step, tuple(state), xs, output_names)
+    num_steps = xs.shape[0] if xs.shape[0] is not None else tf.shape(xs)[0]  # static T for XLA
+    arrays = {name: tf.TensorArray(tf.float32, size=num_steps) for name in output_names}
 
     def body(t, state, arrays):
         state, outputs = step(state, xs[t])
