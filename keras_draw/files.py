@@ -1,10 +1,22 @@
-"""Files written whole or not at all: a temporary name, then an atomic rename into place."""
+"""Files written whole or not at all (a temporary name, then an atomic rename into place), and a
+folder that one process at a time writes into (an advisory lock)."""
 
 import contextlib
 import json
 import os
 import shutil
 import tempfile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; `exclusive_folder` then guards nothing
+    fcntl = None
+
+LOCK_FILE = ".lock"
+
+
+class FolderInUseError(ValueError):
+    """Another process holds the folder (`exclusive_folder`)."""
 
 
 @contextlib.contextmanager
@@ -31,3 +43,25 @@ def write_json(path, value):
         with open(temporary, "w") as f:
             json.dump(value, f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder):
+    """Holds an exclusive lock on the existing `folder` for the block, or raises FolderInUseError
+    at once if another process holds it: two training runs writing into one output directory would
+    overwrite each other's checkpoints. The lock (flock on `folder/.lock`) dies with its process,
+    however that ends, so a killed run leaves nothing stale behind."""
+    if fcntl is None:
+        yield
+        return
+    descriptor = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUseError(f"{folder} is in use by another training run (it holds "
+                                   f"{os.path.join(folder, LOCK_FILE)}): stop that run, or use another "
+                                   "output directory.") from None
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock

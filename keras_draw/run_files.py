@@ -25,6 +25,7 @@ class RunFiles:
                          window in green
     best.weights.h5      the weights of the epoch with the lowest validation loss so far
     checkpoint/          the latest checkpoint, from which a rerun resumes (see checkpoint.py)
+    .lock                held by the run while it writes here: a second run into the folder is refused
     """
 
     def __init__(self, output_dir):

@@ -18,7 +18,7 @@ from keras_draw import datasets, presets, serving, strategies, visualize
 from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
-from keras_draw.files import write_json
+from keras_draw.files import exclusive_folder, write_json
 from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
 
@@ -175,14 +175,15 @@ def train(verbose="auto", **options):
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
-    write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
-    history = fit(model, options, files, state, validation_ds, verbose,
-                  test_ds=test_ds if options.log_test else None)
-    files.save_model(model)
-    test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
-    write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
-    test_images = next(iter(test_ds.unbatch().batch(32)))
-    visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
+    with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
+        write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
+        history = fit(model, options, files, state, validation_ds, verbose,
+                      test_ds=test_ds if options.log_test else None)
+        files.save_model(model)
+        test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
+        write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
+        test_images = next(iter(test_ds.unbatch().batch(32)))
+        visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
     if options.export_dir is not None and chief:
         print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
     if not chief:

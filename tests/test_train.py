@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_draw import Draw, datasets
+from keras_draw import Draw, datasets, files
 from keras_draw.training import TrainOptions, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,36 @@ def test_command_line_run_exits_zero(tmp_path, mnist_data_dir):
     assert "Epoch 1/2" in result.stdout and "Epoch 2/2" in result.stdout, result.stdout[-2000:]
     for name in RUN_FILES:
         assert (output_dir / name).is_file(), name
+
+
+def test_a_run_into_a_folder_another_run_holds_exits_2_and_writes_nothing(tmp_path, mnist_data_dir, capsys):
+    output_dir = tmp_path / "busy"
+    output_dir.mkdir()
+    (output_dir / "metrics.csv").write_text("the other run's")
+    with files.exclusive_folder(str(output_dir)):  # as the other run, in its own process, holds it
+        status = load_train_script().main([*TINY, "--jit-compile", "off", "--data-dir", mnist_data_dir,
+                                           "--output-dir", str(output_dir)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "in use by another training run" in error and len(error.splitlines()) == 1
+    assert sorted(p.name for p in output_dir.iterdir()) == [".lock", "metrics.csv"]
+    assert (output_dir / "metrics.csv").read_text() == "the other run's"
+
+
+def test_the_folder_lock_dies_with_the_process_that_held_it(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom keras_draw.files import exclusive_folder\n"
+         "with exclusive_folder(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(300)\n", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(files.FolderInUseError, match="in use by another training run"):
+            with files.exclusive_folder(str(tmp_path)):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no clean-up code runs in the holder
+        holder.wait()
+    with files.exclusive_folder(str(tmp_path)):  # free again, with the stale .lock file still there
+        assert (tmp_path / ".lock").is_file()
 
 
 BAD_VALUES = [
