@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from keras_draw import Draw, evaluate, pretrained
+from keras_draw.publish import REFERENCE_KEY
 
 DATA = Path(__file__).resolve().parent / "data"
 SHIPPED = [(preset, dataset) for preset, trained in pretrained.index().items() for dataset in trained]
-REFERENCE_KEY = "first_500_test_images_negative_elbo"
 
 
 def test_the_paper_network_ships_weights_trained_on_binarized_mnist():
