@@ -5,23 +5,27 @@ exits with status 2 and a one-line message, before anything is written.
 """
 
 import argparse
+import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 
 def parse_args(argv, defaults):
+    from keras_draw import presets
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=defaults.dataset,
                         help="mnist (bundled), binarized_mnist, svhn or cifar10 (default: %(default)s)")
     parser.add_argument("--preset", default=defaults.preset,
                         help="mnist, mnist_no_attention, svhn, cifar10, demo or tiny (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    recipe = "the preset's: " + "; ".join(
+        f"{name} {options['epochs']}, {options['batch_size']}, {options['learning_rate']:g}"
+        for name, options in {"others": defaults.DEFAULTS, **presets.RECIPES}.items()
+    )
+    parser.add_argument("--epochs", type=int, default=None, help=f"default: {recipe} (epochs, batch, rate)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training split")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's (see --epochs)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="Adam's; default: the preset's (see --epochs)")
     parser.add_argument("--num-steps", type=int, default=None, help="T (default: the preset's)")
     parser.add_argument("--read-n", type=int, default=None, help="read grid N (default: the preset's)")
     parser.add_argument("--write-n", type=int, default=None, help="write grid N (default: the preset's)")
@@ -51,33 +55,43 @@ def parse_args(argv, defaults):
                         help="float32, or mixed_bfloat16: the LSTMs in bfloat16, the rest in float32 (for GPUs and TPUs)")
     parser.add_argument("--jit-compile", default="auto",
                         help="XLA: auto (whole step on GPU, step body on CPU), on (whole step) or off (default: %(default)s)")
-    parser.add_argument("--unroll", action="store_true",
-                        help="unroll the T steps in training: faster on a CPU for long runs, a few seconds' "
-                             "longer start (see README Speed)")
+    parser.add_argument("--unroll", action=argparse.BooleanOptionalAction, default=None,
+                        help="unroll the T steps in training: faster on a CPU, a few seconds' longer start "
+                             "at large T (default: the preset's; on for demo; see docs/speed.md)")
     parser.add_argument("--log-test", action="store_true",
                         help="also evaluate the test split after every epoch, for learning curves "
                              "(selection uses the validation split only)")
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
-                        help="Keras progress: 1 a bar, 2 one line per epoch, 0 silent (default: %(default)s)")
+                        help="Keras progress: 1 a bar, 2 one line per epoch, 0 silent (default: auto, a bar on a terminal, else 2)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic TensorFlow ops: the same seed gives the same weights")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
+    from keras_draw import console
+
+    console.start_tensorflow()
     from keras_draw.datasets import DatasetUnavailableError
-    from keras_draw.training import TrainingDiverged, TrainOptions, train
+    from keras_draw.run_files import RunFiles
+    from keras_draw.training import TrainingDiverged, TrainOptions, summary, train
 
     args = vars(parse_args(argv, TrainOptions()))
     verbose = args.pop("verbose")
+    if verbose == "auto":  # a bar on a terminal; into a file or a pipe, a line per epoch
+        verbose = "1" if sys.stdout.isatty() else "2"
     try:
-        train(verbose=verbose if verbose == "auto" else int(verbose), **args)
+        train(verbose=int(verbose), **args)
     except (ValueError, DatasetUnavailableError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return 2
+        return console.fail("train.py", err)
     except TrainingDiverged as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 1
+    options = TrainOptions(**args)
+    test_metrics = RunFiles(options.resolved_output_dir()).test_metrics
+    if os.path.isfile(test_metrics):  # not on the other workers of a multi-worker run
+        with open(test_metrics) as f:
+            print("\n".join(summary(options, json.load(f)["loss"])))
     return 0
 
 

@@ -3,7 +3,8 @@
     python export/export.py --model runs/mnist/model.keras --export-dir serving/draw [--version N]
     python export/export.py --preset mnist --weights binarized_mnist --export-dir serving/draw
 
-A thin command line over `keras_draw.serving.export`; prints the path of the version folder.
+A thin command line over `keras_draw.serving.export`; prints the path of the version folder on its
+first line, then how to serve it.
 The second form exports a preset with the weights shipped in keras_draw (by the name of the
 dataset they were trained on) or a `.weights.h5` file. A missing or non-.keras model, unknown
 weights, or an existing version, exits with status 2 and a one-line message.
@@ -12,8 +13,6 @@ weights, or an existing version, exits with status 2 and a one-line message.
 import argparse
 import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv):
@@ -75,13 +74,18 @@ def check_export_dir(export_dir, version):
 
 
 def main(argv=None):
+    from keras_draw import console
+
+    console.start_tensorflow()
     args = parse_args(argv)
     try:
         path = export_model(args.model, args.export_dir, args.version, preset=args.preset, weights=args.weights)
     except (ValueError, OSError) as err:
-        print(f"export.py: error: {err}", file=sys.stderr)
-        return 2
+        return console.fail("export.py", err)
     print(path)
+    model_dir = os.path.dirname(os.path.abspath(path))
+    print(f"Serve it: docker run -p 8501:8501 -v {model_dir}:/models/draw -e MODEL_NAME=draw tensorflow/serving; "
+          "then: python export/client.py generate --count 16 --out samples.png (export/README.md).")
     return 0
 
 

@@ -1,17 +1,37 @@
-"""keras_draw: DRAW (Gregor et al. 2015) as Keras 3 layers and a subclassed model."""
+"""keras_draw: DRAW (Gregor et al. 2015) as Keras 3 layers and a subclassed model.
 
-from keras_draw import datasets, layers, losses, presets
-from keras_draw.draw import Draw
-from keras_draw.filterbank import filterbank
+The names below are imported on first use, so that `import keras_draw` (and its small modules,
+such as `keras_draw.console`) costs nothing until a model or a dataset is asked for.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Draw", "datasets", "filterbank", "layers", "losses", "presets", "train"]
+# Public name -> the module that defines it; a submodule's name maps to None.
+_EXPORTS = {
+    "Draw": "keras_draw.draw",
+    "filterbank": None,
+    "train": "keras_draw.training",
+    "datasets": None,
+    "layers": None,
+    "losses": None,
+    "presets": None,
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def train(verbose="auto", **options):
-    """`keras_draw.training.train`: what `python train.py` runs (imported on first use, so that
-    `python -m keras_draw.evaluate` and `python -m keras_draw.visualize` start cleanly)."""
-    from keras_draw.training import train as train_run
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'keras_draw' has no attribute {name!r}")
+    if _EXPORTS[name] is None:
+        value = importlib.import_module(f"keras_draw.{name}")
+    else:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
 
-    return train_run(verbose=verbose, **options)
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -12,27 +12,33 @@ dimension. Labels are dropped: DRAW models p(x) only.
 | `cifar10`         | cifar10        | train[:45000] | train[45000:]   | test |
 
 `binarized_mnist` is the fixed binarization of Salakhutdinov & Murray (2008), the data set of the
-paper's Table 2 (PAPER.md, pitfall 5). `mnist` is binarized dynamically instead: every training
+paper's Table 2 (docs/paper.md, pitfall 5). `mnist` is binarized dynamically instead: every training
 image is re-sampled as Bernoulli(intensity) each epoch; validation and test are sampled once,
 seeded by image index, so evaluation figures are comparable between epochs and runs. Its numbers
 are not comparable with the paper's. `greyscale=True` keeps mnist's intensities. Split slices
 follow the order in which tfds stores a data set (tfds shuffles examples when it builds one), so
 mnist's validation images are not the last 10,000 of the original training file.
 
-Pixels are scaled to [0, 1] exactly once, here (pitfall 7: never divide by 255 twice).
+Pixels are scaled to [0, 1] exactly once, here (docs/paper.md, pitfall 7: never divide by 255 twice).
 
 Without network, tfds builds a data set from its original files in `manual_dir`. The four MNIST
 files ship with this package, so `mnist` always builds offline. A data set that cannot be
 obtained raises `DatasetUnavailableError`, whose message names the files and where to get them.
 """
 
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import pathlib
+import time
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
+from keras_draw import console
 
 SUPPORTED = ("mnist", "binarized_mnist", "svhn", "cifar10")
 
@@ -166,7 +172,7 @@ def epoch_batches(images, epoch, batch_size=100, *, binarize=False, seed=0, firs
     """The training batches of one epoch, a pure function of (seed, epoch).
 
     Its order comes from a shuffle seeded by (seed, epoch) and, with `binarize`, its samples
-    from seeds of (seed, epoch, place in the epoch). A run resumed at epoch e, step s
+    from seeds of (seed, epoch, batch's place in the epoch). A run resumed at epoch e, step s
     (`epoch=e, first_step=s`) therefore sees exactly the batches an uninterrupted run saw.
 
     Args:
@@ -185,13 +191,22 @@ def epoch_batches(images, epoch, batch_size=100, *, binarize=False, seed=0, firs
     """
     _check_arguments(batch_size, shuffle_buffer, None, None)
     epoch_seed = seed * 1_000_003 + epoch  # a plain int: tf.data's shuffle wants one
-    batches = images.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-    if binarize:
-        batches = _binarize(batches, tf.data.Dataset.counter(), stream=epoch_seed + 1)
-    batches = batches.batch(batch_size)
+    batches = images.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(batch_size)
     if steps_per_epoch is not None:
         batches = batches.repeat().take(steps_per_epoch)
+    if binarize:  # a whole batch per call: per image, tf.data's overhead slowed small models by a third
+        batches = _binarize(batches, tf.data.Dataset.counter(), stream=epoch_seed + 1)
     return batches.skip(first_step).prefetch(tf.data.AUTOTUNE)
+
+
+def mean_image(batches):
+    """The mean image of a dataset of batches (batch, B, A, C), in one pass: for
+    `Draw.initialize_canvas`."""
+    total, count = batches.reduce(
+        (tf.zeros(batches.element_spec.shape[1:]), tf.constant(0.0)),
+        lambda state, x: (state[0] + tf.reduce_sum(x, axis=0), state[1] + tf.cast(tf.shape(x)[0], tf.float32)),
+    )
+    return total / count
 
 
 def num_batches(images, batch_size, steps_per_epoch=None):
@@ -236,20 +251,46 @@ def _bundled_mnist_dir():
 def _prepared_builder(name, source, data_dir, manual_dir):
     """Returns the tfds builder, building the data set first when it is not prepared yet."""
     builder = tfds.builder(source.tfds_name, data_dir=data_dir)
-    if builder.is_prepared():
+    with _tfds_quiet():  # on a data set not built yet: "Variant folder ... has no dataset_info.json"
+        prepared = builder.is_prepared()
+    if prepared:
         return builder
     if manual_dir is not None:
         _check_manual_files(name, source, manual_dir)
     config = tfds.download.DownloadConfig(
         manual_dir=None if manual_dir is None else os.fspath(manual_dir)
     )
+    origin = "the network" if manual_dir is None else os.fspath(manual_dir)
+    print(f"Preparing dataset {name} from {origin} (once, into {builder.data_dir})...", flush=True)
+    start = time.monotonic()
     try:
-        builder.download_and_prepare(download_config=config)
+        with _tfds_quiet():
+            builder.download_and_prepare(download_config=config)
     except _DOWNLOAD_ERRORS as err:
         first_line = str(err).strip().split("\n")[0].rstrip(":")
         reason = f"{type(err).__name__}: {first_line}"
         raise DatasetUnavailableError(_unavailable_message(name, source, reason)) from err
+    print(f"Dataset {name} prepared in {time.monotonic() - start:.0f} s.", flush=True)
     return builder
+
+
+@contextlib.contextmanager
+def _tfds_quiet():
+    """tfds's progress bars, printed lines and absl warnings off while it builds:
+    `_prepared_builder` says in two lines what is happening. `KERAS_DRAW_TF_LOGS=1` keeps them."""
+    if console.tensorflow_logs_wanted():
+        yield
+        return
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    tfds.display_progress_bar(False)
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        absl_logger.setLevel(level)
+        tfds.display_progress_bar(True)
 
 
 def _check_manual_files(name, source, manual_dir):
@@ -274,7 +315,7 @@ def _images(builder, split, white):
     """Images of one split as float32 in [0, 1], cached after decoding."""
 
     def to_float(example):
-        return tf.cast(example["image"], tf.float32) / white  # the only scaling (pitfall 7)
+        return tf.cast(example["image"], tf.float32) / white  # the only scaling (docs/paper.md pitfall 7)
 
     images = builder.as_dataset(split=split, shuffle_files=False)
     return images.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).cache()
@@ -290,8 +331,8 @@ def _binarize_mnist(train, validation, test, seed):
 
 
 def _binarize(images, seeds, stream=0):
-    """Samples each pixel as Bernoulli(intensity); `seeds` yields one int64 per image, and the
-    stateless seed of image k is (seeds[k], stream)."""
+    """Samples each pixel as Bernoulli(intensity); `seeds` yields one int64 per element (an image
+    or a batch), and the stateless seed of element k is (seeds[k], stream)."""
 
     def sample(image, seed):
         noise = tf.random.stateless_uniform(tf.shape(image), seed=tf.stack([seed, stream]))

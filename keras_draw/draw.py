@@ -13,7 +13,7 @@ alone from z̃_t ~ N(0, I) and returns the mean image σ(c̃_T) (eqs. 13-16).
 The T steps run as one symbolic loop (`keras_draw.loop.scan`), so tracing does not grow with T;
 `compile(unroll=True)` unrolls training's loop instead, for long runs on a CPU. All the
 noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for every step and
-image (pitfall 4), and the passes are deterministic functions of it.
+image (docs/paper.md pitfall 4), and the passes are deterministic functions of it.
 """
 
 import keras
@@ -23,6 +23,10 @@ from keras import ops
 from keras_draw import loop, losses, presets
 from keras_draw.layers import AttentiveRead, AttentiveWrite, GaussianLatent, Read, Write
 from keras_draw.layers.validation import check_grid_size, check_positive
+
+
+# `Draw.initialize_canvas` keeps the canvas's starting probabilities in [bound, 1 − bound].
+CANVAS_MEAN_BOUND = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="keras_draw")
@@ -134,13 +138,31 @@ class Draw(keras.Model):
         self.latent.build((None, self.encoder_units))
         self.decoder.build((None, self.latent_dim))
         self.writer.build((None, self.decoder_units))
-        # c_0, h^enc_0 and h^dec_0 are learned biases, not zeros (pitfall 6); the LSTM cell
+        # c_0, h^enc_0 and h^dec_0 are learned biases, not zeros (docs/paper.md pitfall 6); the LSTM cell
         # states start from learned biases too.
         self.c_0 = self.add_weight(shape=self.image_shape, initializer="zeros", name="c_0")
         self.h_enc_0 = self.add_weight(shape=(self.encoder_units,), initializer="zeros", name="h_enc_0")
         self.cell_enc_0 = self.add_weight(shape=(self.encoder_units,), initializer="zeros", name="cell_enc_0")
         self.h_dec_0 = self.add_weight(shape=(self.decoder_units,), initializer="zeros", name="h_dec_0")
         self.cell_dec_0 = self.add_weight(shape=(self.decoder_units,), initializer="zeros", name="cell_dec_0")
+
+    def initialize_canvas(self, mean_image):
+        """Starts the canvas at the data's mean: c_0 = logit(mean_image), so σ(c_0) = mean_image.
+
+        An initialisation, not a change to the model (c_0 stays a learned bias, eq. 3). From
+        c_0 = 0 a small network spends its first hundreds of steps learning the mean image through
+        the write patches, and may settle meanwhile on ignoring z. `keras_draw.train` calls it
+        with the training split's mean before a fresh run. The mean is clipped to
+        [1e-3, 1 − 1e-3], which keeps c_0 finite where a pixel is always 0 or always 1.
+
+        Args:
+            mean_image: (B, A, C), the mean of the training images, in [0, 1].
+        """
+        p = ops.convert_to_tensor(mean_image, dtype="float32")
+        if tuple(p.shape) != self.image_shape:
+            raise ValueError(f"Expected a mean image of shape {self.image_shape}. Received: shape={tuple(p.shape)}")
+        p = ops.clip(p, CANVAS_MEAN_BOUND, 1.0 - CANVAS_MEAN_BOUND)
+        self.c_0.assign(ops.log(p) - ops.log1p(-p))  # σ(c_0) = p
 
     def _initial(self, weight, batch_size):
         return ops.broadcast_to(weight, (batch_size, *weight.shape))
@@ -360,7 +382,7 @@ class Draw(keras.Model):
 
         "auto" (default): the whole train step on a GPU; on a CPU the loop's step body alone,
         which fuses its many small ops (faster than no XLA and than whole-step XLA on our 2-core
-        CPU; see README "Speed"). True: the whole step. False: no XLA, and the fastest start.
+        CPU; see docs/speed.md). True: the whole step. False: no XLA, and the fastest start.
 
         `unroll=True` unrolls the T steps of `fit` and `evaluate` instead of running them in a
         `tf.while_loop`. With step-body XLA the body is still compiled once and called T times;

@@ -22,6 +22,11 @@ import math
 import os
 import sys
 
+from keras_draw import console
+
+if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start-up lines
+    console.start_tensorflow()
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -329,10 +334,10 @@ def main(argv=None):
         )
         write_json(out, result)
     except (ValueError, datasets.DatasetUnavailableError) as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 2
+        return console.fail("evaluate", err)
     print(summary(result))
-    print(f"Written to {out}")
+    print(f"Written to {out}.")
+    print(f"Next: python -m keras_draw.visualize --model {args.model}, for its pictures (docs/evaluation.md).")
     return 0
 
 

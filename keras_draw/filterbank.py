@@ -14,7 +14,7 @@ NORMALISER_EPSILON = 1e-8
 def grid_offsets(n):
     """Offsets (i − N/2 − 0.5) of eqs. 19-20 for i = 1..N, as floats: shape (N,)."""
     i = ops.arange(1, n + 1, dtype="float32")
-    return i - n / 2.0 - 0.5  # eqs. 19-20, with a 1-based grid (pitfall 1) and float N/2
+    return i - n / 2.0 - 0.5  # eqs. 19-20, with a 1-based grid (docs/paper.md pitfall 1) and float N/2
 
 
 def filter_centres(g, delta, n):
@@ -40,7 +40,7 @@ def axis_filterbank(g, delta, sigma2, n, size):
     mu = filter_centres(g, delta, n)  # (batch, N)
     a = ops.arange(1, size + 1, dtype="float32")  # 1-based pixel coordinates, (size,)
     distance2 = ops.square(a[None, None, :] - mu[:, :, None])  # (batch, N, size)
-    f = ops.exp(-distance2 / (2.0 * sigma2[:, None, None]))  # eq. 25: (a − μ)² / (2σ²), pitfall 2
+    f = ops.exp(-distance2 / (2.0 * sigma2[:, None, None]))  # eq. 25: (a − μ)² / (2σ²), docs/paper.md pitfall 2
     z = ops.sum(f, axis=-1, keepdims=True)  # normaliser Z of eq. 25, (batch, N, 1)
     return f * (1.0 / ops.maximum(z, NORMALISER_EPSILON))  # epsilon guard: a deviation from the paper
 

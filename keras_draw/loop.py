@@ -19,7 +19,7 @@ def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
             on a CPU it fuses the step's many small ops, where XLA over the whole loop is slow.
         unroll: T calls of the step in the graph instead of a `tf.while_loop` (T must be
             static). With `jit_compile` the step is traced and compiled once and called T times,
-            and training skips the loop's gradient accumulators (README "Speed"); without it,
+            and training skips the loop's gradient accumulators (docs/speed.md); without it,
             tracing grows with T.
 
     Returns:

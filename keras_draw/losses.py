@@ -29,7 +29,7 @@ def rate(mu, log_sigma):
         mu, log_sigma: posterior parameters of every step, shape (batch, T, latent_dim).
 
     Returns:
-        (batch,) KL in nats; tfd.kl_divergence has eq. 11's constant −T·|z|/2 right (pitfall 3).
+        (batch,) KL in nats; tfd.kl_divergence has eq. 11's constant −T·|z|/2 right (docs/paper.md pitfall 3).
     """
     q = tfd.Normal(loc=mu, scale=tf.exp(log_sigma))  # Q(Z_t | h^enc_t), eq. 6
     p = tfd.Normal(loc=tf.zeros_like(mu), scale=tf.ones_like(mu))  # P(Z_t) = N(0, I)

@@ -131,14 +131,15 @@ def wall_time_note(timed, epochs):
 
 
 def command_line(options):
-    """`python train.py` with the flags of the options that differ from the defaults."""
-    defaults = dataclasses.asdict(type(options)())
+    """`python train.py` with the flags of the options that differ from the defaults (the
+    preset's, for the options that a preset's recipe sets)."""
+    defaults = {**dataclasses.asdict(type(options)(preset=options.preset)), "preset": type(options)().preset}
     flags = []
     for name, value in dataclasses.asdict(options).items():
         if value == defaults[name] or name in ("output_dir", "data_dir", "manual_dir", "export_dir"):
             continue
         flag = "--" + name.replace("_", "-")
-        flags += [flag] if value is True else [flag, str(value)]
+        flags += [flag] if value is True else ["--no-" + flag[2:]] if value is False else [flag, str(value)]
     return " ".join(["python train.py", *flags, "--manual-dir DIR" if options.manual_dir else ""]).strip()
 
 

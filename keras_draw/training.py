@@ -36,10 +36,10 @@ class TrainOptions:
 
     dataset: str = "mnist"
     preset: str = "demo"
-    epochs: int = 3
+    epochs: int | None = None  # None here: the preset's recipe (`presets.RECIPES`), else `DEFAULTS`
     steps_per_epoch: int | None = None
-    batch_size: int = 100
-    learning_rate: float = 1e-3
+    batch_size: int | None = None
+    learning_rate: float | None = None
     num_steps: int | None = None
     read_n: int | None = None
     write_n: int | None = None
@@ -57,17 +57,26 @@ class TrainOptions:
     export_dir: str | None = None
     strategy: str = "default"
     jit_compile: str = "auto"
-    unroll: bool = False
+    unroll: bool | None = None
     log_test: bool = False
     lr_patience: int | None = None
     lr_factor: float = 0.5
     early_stopping: int | None = None
     precision: str = "float32"
 
+    # The recipe of a preset that has none of its own.
+    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": False}
+
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
                   "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
                   "lr_patience", "lr_factor", "early_stopping", "precision")
+
+    def __post_init__(self):
+        recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def check(self):
         """Raises ValueError, quoting the bad value, for any option that cannot work."""
@@ -171,6 +180,9 @@ def train(verbose="auto", **options):
     with strategy.scope():
         model = build_model(options)  # raises on a bad N or size, before anything is written
         state = resume_state(model, options, Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint))
+    if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
+        with strategy.scope():
+            model.initialize_canvas(mean_training_image(options))
     _, validation_ds, test_ds = load_data(options, datasets.load)
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
@@ -189,6 +201,33 @@ def train(verbose="auto", **options):
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
+
+
+def summary(options, test_loss):
+    """The lines `python train.py` ends with: the figure, what it means, the files, what next."""
+    out = options.resolved_output_dir()
+    meaning = {
+        "mnist": "dynamically binarized MNIST; a blurry model sits near 200, readable digits below about 110",
+        "binarized_mnist": "the paper's binarized MNIST, whose Table 2 gives 80.97 for this network",
+    }.get(options.dataset, f"{options.dataset}, a cross-entropy of the intensities (not a likelihood)")
+    lines = [
+        f"Test negative ELBO: {test_loss:.1f} nats per image (lower is better; {meaning}).",
+        f"Written to {out}/: samples.png (generated images), drawing.gif (the drawing, step by step), "
+        "reconstructions.png, model.keras, metrics.csv (see docs/training.md).",
+    ]
+    if options.preset == "demo":
+        lines.append("Next: look at the pictures in that folder, or train the paper's network: "
+                     "python train.py --preset mnist --dataset binarized_mnist --manual-dir DIR (docs/training.md).")
+    else:
+        lines.append(f"Next: python -m keras_draw.evaluate --model {out}/model.keras --importance-samples 1000 "
+                     "(a tighter bound on -log p(x); docs/evaluation.md).")
+    return lines
+
+
+def mean_training_image(options):
+    """The mean of the training split's images (intensities: the binarized images' mean too)."""
+    images = datasets.training_images(options.dataset, data_dir=options.data_dir, manual_dir=options.manual_dir)
+    return datasets.mean_image(images.batch(10_000))
 
 
 def load_data(options, loader, **kwargs):
@@ -212,7 +251,7 @@ def resume_state(model, options, checkpoint):
         return {"epoch": 0, "step": 0, "history": [], "config": config}
     saved = checkpoint.read_state()
     # An option added after the checkpoint was written had its default value in that run.
-    defaults = TrainOptions().resumable()
+    defaults = TrainOptions(preset=options.preset).resumable()
     saved_config = {**{k: v for k, v in defaults.items() if k not in saved["config"]}, **saved["config"]}
     differences = config_differences(saved_config, config)
     if differences:

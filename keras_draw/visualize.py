@@ -18,6 +18,11 @@ import argparse
 import os
 import sys
 
+from keras_draw import console
+
+if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start-up lines
+    console.start_tensorflow()
+
 import numpy as np
 
 from keras_draw import animation, datasets
@@ -142,12 +147,12 @@ def main(argv=None):
             images = dataset_images(dataset, args.split, data_dir=args.data_dir, manual_dir=args.manual_dir)
         paths = write_pictures(args.model, out_dir, images, seed=args.seed, num_images=args.num_images)
     except (ValueError, datasets.DatasetUnavailableError) as err:
-        print(f"visualize: error: {err}", file=sys.stderr)
-        return 2
+        return console.fail("visualize", err)
     if images is None and not args.no_reconstructions:
         print("No --dataset given and none in config.json beside the model: generated pictures only.")
-    for path in paths.values():
-        print(f"Written {path}")
+    names = ", ".join(os.path.basename(path) for path in paths.values())
+    print(f"Written to {out_dir}: {names}.")
+    print(f"Next: open {os.path.join(out_dir, PICTURES['drawing'])}, the drawing step by step (docs/evaluation.md).")
     return 0
 
 

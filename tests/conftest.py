@@ -1,9 +1,11 @@
-"""Shared test fixtures: offline tfds data dirs, and the `slow` marker (`--runslow` runs them)."""
+"""Shared test fixtures: offline tfds data dirs, and the `slow` marker of the suite's slow tier."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
+import contextlib  # noqa: E402
+import io  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -12,31 +14,28 @@ import pytest  # noqa: E402
 BINARIZED_MNIST_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
 
 
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
-
-
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: slow test, skipped unless --runslow is given")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip_slow = pytest.mark.skip(reason="slow: needs --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip_slow)
+    # `python -m pytest` runs everything (CI); `python -m pytest -m "not slow"` is the fast tier.
+    config.addinivalue_line("markers", "slow: subprocess, notebook, distribution or end-to-end test")
 
 
 @pytest.fixture(scope="session")
-def mnist_data_dir(tmp_path_factory):
-    """A tfds data dir holding `mnist`, built once per session from the bundled files."""
+def mnist_build(tmp_path_factory):
+    """`mnist` built once per session from the bundled files into a fresh tfds data dir, and what
+    the build printed: (data_dir, stdout, stderr)."""
     from keras_draw import datasets
 
     data_dir = tmp_path_factory.mktemp("tfds_mnist")
-    datasets.load("mnist", data_dir=data_dir)
-    return str(data_dir)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        datasets.load("mnist", data_dir=data_dir)
+    return str(data_dir), stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir(mnist_build):
+    """A tfds data dir holding `mnist`, built once per session from the bundled files."""
+    return mnist_build[0]
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,7 @@ def test_the_recurrence_alone_gives_every_kernel_a_finite_nonzero_gradient():
     assert all(np.all(np.isfinite(g)) and np.abs(g).sum() > 0 for g in gradients)
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_prints_every_figure(capsys):
     module = load("train_throughput")
     args = module.parse_args(["--preset", "tiny", "--num-steps", "2", "--batch-size", "4", "--steps", "2",

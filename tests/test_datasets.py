@@ -188,3 +188,60 @@ def test_wrong_file_is_reported_as_unavailable(tmp_path):
         datasets.load("binarized_mnist", data_dir=tmp_path / "tfds", manual_dir=tmp_path)
     assert "\n" not in str(info.value)
     assert info.value.__cause__ is not None
+
+
+def test_preparing_a_dataset_prints_two_lines_and_no_progress_bars(mnist_build, capfd):
+    data_dir, out, err = mnist_build  # what building mnist into a fresh folder printed
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    assert lines[0].startswith("Preparing dataset mnist from ") and "keras_draw/data/mnist" in lines[0]
+    assert re.fullmatch(r"Dataset mnist prepared in \d+ s\.", lines[1])
+    assert err == ""  # tfds's progress bars ("Generating splits...") and absl's warnings
+    datasets.load("mnist", data_dir=data_dir)  # prepared: nothing more to say
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_failed_preparation_says_one_line_before_its_error(tmp_path, capfd):
+    (tmp_path / "tfds").mkdir()
+    for name in ("train", "valid", "test"):
+        (tmp_path / f"binarized_mnist_{name}.amat").write_text("0 1\n")
+    with pytest.raises(datasets.DatasetUnavailableError):
+        datasets.load("binarized_mnist", data_dir=tmp_path / "tfds", manual_dir=tmp_path)
+    out, err = capfd.readouterr()
+    assert out.startswith("Preparing dataset binarized_mnist from ") and out.count("\n") == 1, out
+    assert err == ""
+
+
+def test_mean_image_is_the_mean_over_every_batch():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(25, 4, 3, 2)).astype(np.float32)
+    batches = tf.data.Dataset.from_tensor_slices(images).batch(10)  # 10, 10 and a last batch of 5
+    np.testing.assert_allclose(datasets.mean_image(batches).numpy(), images.mean(axis=0), rtol=1e-5)
+
+
+def test_epoch_batches_are_a_pure_function_of_seed_and_epoch_and_resume_at_any_step(mnist_data_dir):
+    images = datasets.training_images("mnist", data_dir=mnist_data_dir).take(500)
+    def epoch(e, seed=0, first_step=0):
+        return [b.numpy() for b in datasets.epoch_batches(images, e, 100, binarize=True, seed=seed,
+                                                          first_step=first_step)]
+    first = epoch(0)
+    assert len(first) == 5 and all(b.shape == (100, 28, 28, 1) for b in first)
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(epoch(0)))  # a fresh pipeline repeats it
+    np.testing.assert_array_equal(np.concatenate(first[2:]), np.concatenate(epoch(0, first_step=2)))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(epoch(1)))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(epoch(0, seed=1)))
+    assert set(np.unique(np.concatenate(first))) <= {0.0, 1.0}
+
+
+def test_epoch_batches_binarize_each_pixel_as_a_bernoulli_of_its_intensity(mnist_data_dir):
+    images = datasets.training_images("mnist", data_dir=mnist_data_dir).take(100)
+    p = np.concatenate([b.numpy() for b in images.batch(100)])
+    n = 60  # epochs: the same 100 images (one batch, no shuffle), sampled afresh in each
+    samples = np.stack([next(iter(datasets.epoch_batches(images, e, 100, binarize=True, shuffle_buffer=1))).numpy()
+                        for e in range(n)])
+    assert set(np.unique(samples)) == {0.0, 1.0}
+    np.testing.assert_array_equal(samples[:, p == 0.0], 0.0)  # a pixel of intensity 0 is never on
+    grey = (p > 0.1) & (p < 0.9)
+    z = (samples.mean(axis=0)[grey] - p[grey]) / np.sqrt(p[grey] * (1 - p[grey]) / n)
+    assert grey.sum() > 1000
+    assert abs(z.mean()) < 0.1 and 0.85 < z.var() < 1.15  # standardised frequencies: N(0, 1)

@@ -12,6 +12,8 @@ import pytest
 
 from keras_draw import strategies
 
+pytestmark = pytest.mark.slow  # subprocesses and whole runs: the slow tier
+
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "distributed_fit.py"
 ROOT = Path(__file__).resolve().parents[1]
 

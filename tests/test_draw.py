@@ -170,7 +170,7 @@ def test_noise_is_fresh_for_every_step_image_and_call():
     model = small()
     first, second = np.asarray(model.sample_noise(4)), np.asarray(model.sample_noise(4))
     assert first.shape == (4, 3, 4)  # (batch, T, |z|)
-    assert not np.allclose(first[:, 0], first[:, 1])  # two steps: different noise (pitfall 4)
+    assert not np.allclose(first[:, 0], first[:, 1])  # two steps: different noise (docs/paper.md pitfall 4)
     assert not np.allclose(first[0], first[1])  # two images
     assert not np.allclose(first, second)  # two calls
     np.testing.assert_array_equal(model.sample_noise(4, seed=7), model.sample_noise(4, seed=7))
@@ -323,3 +323,27 @@ def test_mixed_bfloat16_computes_the_lstms_in_bfloat16_and_the_rest_in_float32()
 def test_mixed_float16_is_refused_for_want_of_loss_scaling():
     with pytest.raises(ValueError, match="use mixed_bfloat16"):
         Draw.from_preset("tiny", dtype="mixed_float16")
+
+
+def test_initialize_canvas_starts_the_canvas_at_the_mean_image():
+    model = Draw.from_preset("tiny", seed=0)
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(0.0, 1.0, size=model.image_shape).astype(np.float32)
+    mean[0, 0, 0], mean[0, 1, 0] = 0.0, 1.0  # a pixel always off, one always on
+    model.initialize_canvas(mean)
+    expected = np.clip(mean, 1e-3, 1 - 1e-3)
+    np.testing.assert_allclose(1 / (1 + np.exp(-model.c_0.numpy())), expected, rtol=1e-4)
+    assert np.all(np.isfinite(model.c_0.numpy()))
+    # Before any write, the first error image (eq. 3) of x = the mean is zero where unclipped.
+    unclipped = (mean > 1e-3) & (mean < 1 - 1e-3)
+    x_hat = mean - 1 / (1 + np.exp(-model.c_0.numpy()))
+    np.testing.assert_allclose(x_hat[unclipped], 0.0, atol=1e-5)
+    np.testing.assert_allclose(x_hat[0, :2, 0], [-1e-3, 1e-3], rtol=1e-3)  # clipped: 0 → 1e-3, 1 → 1 − 1e-3
+
+
+def test_initialize_canvas_refuses_a_mean_of_another_shape():
+    model = Draw.from_preset("tiny", seed=0)
+    before = model.c_0.numpy()
+    with pytest.raises(ValueError, match=r"Received: shape=\(28, 28\)"):
+        model.initialize_canvas(np.zeros((28, 28), np.float32))
+    np.testing.assert_array_equal(model.c_0.numpy(), before)

@@ -11,7 +11,7 @@ def as_batch(*values):
 
 
 def test_grid_offsets_are_one_based_and_centred():
-    # eq. 19 with i = 1..N: offsets i − N/2 − 0.5 are symmetric about 0 (pitfall 1).
+    # eq. 19 with i = 1..N: offsets i − N/2 − 0.5 are symmetric about 0 (docs/paper.md pitfall 1).
     np.testing.assert_allclose(grid_offsets(2), [-0.5, 0.5])
     np.testing.assert_allclose(grid_offsets(3), [-1.0, 0.0, 1.0])
     np.testing.assert_allclose(grid_offsets(5), [-2.0, -1.0, 0.0, 1.0, 2.0])
@@ -39,7 +39,7 @@ def test_filters_match_eq_25_by_hand():
     f = np.asarray(axis_filterbank(g, delta, sigma2, 2, 5))[0]
     a = np.arange(1, 6)
     for row, mu in zip(f, (2.5, 3.5)):
-        expected = np.exp(-((a - mu) ** 2) / 4.0)  # exp(−(a − μ)² / (2σ²)), pitfall 2
+        expected = np.exp(-((a - mu) ** 2) / 4.0)  # exp(−(a − μ)² / (2σ²)), docs/paper.md pitfall 2
         np.testing.assert_allclose(row, expected / expected.sum(), rtol=1e-5)
 
 

@@ -12,7 +12,7 @@ def test_kl_is_eq_11_with_the_per_dimension_constant():
     log_sigma = 0.3 * RNG.standard_normal((3, 4, 5)).astype(np.float32)
     sigma2 = np.exp(2 * log_sigma)
     T, z = 4, 5
-    eq_11 = 0.5 * np.sum(mu**2 + sigma2 - np.log(sigma2), axis=(1, 2)) - T * z / 2  # pitfall 3
+    eq_11 = 0.5 * np.sum(mu**2 + sigma2 - np.log(sigma2), axis=(1, 2)) - T * z / 2  # docs/paper.md pitfall 3
     np.testing.assert_allclose(rate(mu, log_sigma), eq_11, rtol=1e-5)
 
 

@@ -10,6 +10,8 @@ from keras_draw import Draw, evaluate, presets, pretrained
 from keras_draw.publish import command_line, publish
 from keras_draw.training import TrainOptions, train
 
+pytestmark = pytest.mark.slow  # subprocesses and whole runs: the slow tier
+
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, mnist_data_dir):

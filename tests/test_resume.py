@@ -17,6 +17,8 @@ from keras_draw import Draw
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback
 from keras_draw.training import train
 
+pytestmark = pytest.mark.slow  # subprocesses and whole runs: the slow tier
+
 ROOT = Path(__file__).resolve().parents[1]
 # 3 epochs of 4 steps, a checkpoint after every step, deterministic ops.
 RUN = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "4", "--batch-size", "100",

@@ -39,6 +39,7 @@ def test_schedule_sets_and_logs_the_rate_from_the_history():
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(tmp_path, mnist_data_dir, capsys):
     # Also: a checkpoint written before an option existed resumes, the option taking its default.
     options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path),

@@ -117,7 +117,9 @@ def exported(tmp_path_factory):
         status = export_cli.main(["--model", str(folder / "model.keras"), "--export-dir", str(folder / "draw")])
     assert status == 0
     path = str(folder / "draw" / "1")
-    assert printed.getvalue() == path + "\n"
+    first_line, serve_line = printed.getvalue().splitlines()
+    assert first_line == path
+    assert serve_line.startswith("Serve it: docker run") and f"{folder / 'draw'}:/models/draw" in serve_line
     return SimpleNamespace(model=model, folder=folder, path=path, signatures=tf.saved_model.load(path).signatures)
 
 

@@ -28,6 +28,7 @@ def load_train_script():
     return module
 
 
+@pytest.mark.slow
 def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     output_dir = tmp_path / "run"
     model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir, log_test=True,
@@ -55,6 +56,7 @@ def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     assert not [p for p in output_dir.iterdir() if p.name.startswith(".partial-")]
 
 
+@pytest.mark.slow
 def test_command_line_run_exits_zero(tmp_path, mnist_data_dir):
     output_dir = tmp_path / "cli"
     result = subprocess.run(
@@ -67,6 +69,16 @@ def test_command_line_run_exits_zero(tmp_path, mnist_data_dir):
     assert "Epoch 1/2" in result.stdout and "Epoch 2/2" in result.stdout, result.stdout[-2000:]
     for name in RUN_FILES:
         assert (output_dir / name).is_file(), name
+    # A clean console: none of TensorFlow's C++ start-up lines, nothing that reads as a failure.
+    for noise in ("absl::InitializeLog", "cudart_stub", "cuInit", "cpu_feature_guard", "E0000", "I0000"):
+        assert noise not in result.stderr + result.stdout, noise
+    assert "error" not in result.stderr.lower(), result.stderr
+    summary = result.stdout.splitlines()[-3:]
+    assert summary[0].startswith("Test negative ELBO: ") and " nats per image" in summary[0]
+    test_loss = json.loads((output_dir / "test_metrics.json").read_text())["loss"]
+    assert f"{test_loss:.1f} nats" in summary[0]
+    assert summary[1].startswith(f"Written to {output_dir}/: samples.png")
+    assert summary[2].startswith("Next: python -m keras_draw.evaluate")  # tiny is not the demo
 
 
 def test_a_run_into_a_folder_another_run_holds_exits_2_and_writes_nothing(tmp_path, mnist_data_dir, capsys):
@@ -158,6 +170,7 @@ def test_malformed_flags_exit_2(flags, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_a_small_model_learns_real_digits(mnist_data_dir):
     # A few hundred real MNIST digits: the test negative ELBO falls by a clear margin.
     keras.utils.set_random_seed(0)
@@ -171,3 +184,25 @@ def test_a_small_model_learns_real_digits(mnist_data_dir):
     print(f"test negative ELBO: {before:.1f} -> {after:.1f} nats")
     assert before > 500  # ~784 ln 2 = 543 nats for an untrained canvas
     assert after < before - 200
+
+
+def test_a_fresh_run_starts_its_canvas_at_the_training_mean(
+        tmp_path, mnist_data_dir, monkeypatch):
+    means = []
+    initialize = Draw.initialize_canvas
+    monkeypatch.setattr(Draw, "initialize_canvas", lambda self, mean: (means.append(np.asarray(mean)), initialize(self, mean)))
+    options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path / "run"),
+                   jit_compile="off", verbose=0)
+    train(epochs=1, **options)
+    images = datasets.training_images("mnist", data_dir=mnist_data_dir)
+    expected = np.mean(np.concatenate([batch.numpy() for batch in images.batch(10_000)]), axis=0)
+    assert len(means) == 1
+    np.testing.assert_allclose(means[0], expected, atol=1e-4)  # float32 sums in another order
+    # A resumed run keeps its checkpoint's c_0: the exact-resume tests (test_resume.py) check that.
+
+
+def test_the_demo_preset_has_its_own_recipe_and_flags_override_it():
+    demo, tiny = TrainOptions(preset="demo"), TrainOptions(preset="tiny")
+    assert (demo.epochs, demo.batch_size, demo.learning_rate, demo.unroll) == (3, 200, 3e-3, True)
+    assert (tiny.epochs, tiny.batch_size, tiny.learning_rate, tiny.unroll) == (3, 100, 1e-3, False)
+    assert TrainOptions(preset="demo", batch_size=50).batch_size == 50

@@ -45,7 +45,7 @@ class AttentionWindow(keras.layers.Layer):
             ops.clip(v, -LOG_PARAMETER_LIMIT, LOG_PARAMETER_LIMIT)
             for v in (log_sigma2, log_delta_tilde, log_gamma)
         )
-        g_x = (self.image_width + 1) / 2.0 * (g_x_tilde + 1.0)  # eq. 22 (float, pitfall 8)
+        g_x = (self.image_width + 1) / 2.0 * (g_x_tilde + 1.0)  # eq. 22 (float, docs/paper.md pitfall 8)
         g_y = (self.image_height + 1) / 2.0 * (g_y_tilde + 1.0)  # eq. 23
         stride_scale = (max(self.image_height, self.image_width) - 1) / (self.n - 1.0)
         delta = stride_scale * ops.exp(log_delta_tilde)  # eq. 24

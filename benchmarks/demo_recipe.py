@@ -1,0 +1,101 @@
+"""How the demo preset was chosen: a candidate DRAW trained for a wall-clock budget on the bundled
+MNIST, then its test negative ELBO on the first 2000 test images.
+
+    python benchmarks/demo_recipe.py --num-steps 8 --read-n 12 --write-n 8 --batch-size 200 \\
+        --learning-rate 3e-3 --budget 120 [--no-canvas-init]
+
+Prints one JSON line: the candidate, its training steps and images/s, the seconds to its first
+step (TensorFlow's start, the data and the compilation), and the test figure with its KL term
+(a KL near 0 means the decoder ignores z: posterior collapse). Run candidates one after the
+other on an otherwise idle machine; only figures from one machine and hour compare.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-steps", type=int, default=8)
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument("--read-n", type=int, default=12)
+    parser.add_argument("--write-n", type=int, default=8)
+    parser.add_argument("--no-attention", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds of training")
+    parser.add_argument("--no-canvas-init", action="store_true", help="c_0 = 0 instead of logit(mean image)")
+    parser.add_argument("--unroll", action="store_true", help="Draw.compile(unroll=True)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.monotonic()
+    from keras_draw import console
+
+    console.start_tensorflow()
+    import keras
+
+    from keras_draw import datasets
+    from keras_draw.draw import Draw
+
+    keras.utils.set_random_seed(args.seed)
+    images = datasets.training_images("mnist")
+    test = datasets.load("mnist", 500, seed=args.seed)[2].take(4)  # the first 2000 test images
+    model = Draw(num_steps=args.num_steps, encoder_units=args.units, decoder_units=args.units,
+                 latent_dim=args.latent_dim, read_n=args.read_n, write_n=args.write_n,
+                 attention=not args.no_attention, seed=args.seed)
+    if not args.no_canvas_init:
+        model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=args.unroll)
+    budget = budget_callback(args.budget)
+    epoch = 0
+    while not budget.spent():
+        batches = datasets.epoch_batches(images, epoch, args.batch_size, binarize=True, seed=args.seed)
+        model.fit(batches, epochs=1, verbose=0, callbacks=[budget])
+        epoch += 1
+    result = model.evaluate(test, return_dict=True, verbose=0)
+    print(json.dumps({
+        **vars(args),
+        "training_steps": budget.steps,
+        "images_per_second": round(budget.steps * args.batch_size / budget.elapsed(), 1),
+        "seconds_to_first_step": round(budget.first_step - start, 1),
+        "test_negative_elbo_first_2000": round(float(result["loss"]), 2),
+        "test_kl_first_2000": round(float(result["kl_loss"]), 2),
+    }), flush=True)
+
+
+def budget_callback(seconds):
+    """A Keras callback that stops training once `seconds` have passed since the first step."""
+    import keras
+
+    class Budget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.steps, self.first_step = 0, None
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.first_step = self.first_step or time.monotonic()
+            self.steps += 1
+            if self.spent():
+                self.model.stop_training = True
+
+        def elapsed(self):
+            return time.monotonic() - self.first_step
+
+        def spent(self):
+            return self.first_step is not None and self.elapsed() > seconds
+
+    return Budget()
+
+
+if __name__ == "__main__":
+    main()

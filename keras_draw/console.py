@@ -1,0 +1,65 @@
+"""What the commands print: TensorFlow started without its C++ start-up lines, and one way to fail.
+
+TensorFlow's native side writes to file descriptor 2 while it loads and while it first looks for
+devices (absl's "All log messages before absl::InitializeLog()", "Could not find cuda drivers",
+and, on a machine without a GPU, "failed call to cuInit ... ERROR", which reads as a failure).
+`TF_CPP_MIN_LOG_LEVEL` no longer silences them, so a command starts TensorFlow with file
+descriptor 2 pointed at a temporary file (`start_tensorflow`), and replays that file if the start
+fails. `KERAS_DRAW_TF_LOGS=1` keeps TensorFlow's logs, all of them.
+
+This module imports nothing heavy: commands call it before TensorFlow is imported.
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+
+TF_LOGS_VARIABLE = "KERAS_DRAW_TF_LOGS"
+
+
+def tensorflow_logs_wanted():
+    return os.environ.get(TF_LOGS_VARIABLE, "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def native_stderr_to_file():
+    """File descriptor 2 into a temporary file for the block; its text replayed on an error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            os.write(2, captured.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def start_tensorflow():
+    """Imports TensorFlow and lists its devices, with its native start-up lines silenced.
+
+    Listing the physical devices runs the CUDA probe now, inside the silence; it leaves the
+    devices configurable (`tf.config.set_visible_devices`, memory growth) as before.
+    """
+    if tensorflow_logs_wanted():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later C++ INFO and WARNING lines
+    with native_stderr_to_file():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+def fail(program, err, status=2):
+    """The one way a command fails on bad input: `program: error: message` on stderr."""
+    print(f"{program}: error: {err}", file=sys.stderr)
+    return status
