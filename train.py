@@ -11,21 +11,17 @@ import sys
 
 
 def parse_args(argv, defaults):
-    from keras_draw import presets
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=defaults.dataset,
                         help="mnist (bundled), binarized_mnist, svhn or cifar10 (default: %(default)s)")
     parser.add_argument("--preset", default=defaults.preset,
                         help="mnist, mnist_no_attention, svhn, cifar10, demo or tiny (default: %(default)s)")
-    recipe = "the preset's: " + "; ".join(
-        f"{name} {options['epochs']}, {options['batch_size']}, {options['learning_rate']:g}"
-        for name, options in {"others": defaults.DEFAULTS, **presets.RECIPES}.items()
-    )
-    parser.add_argument("--epochs", type=int, default=None, help=f"default: {recipe} (epochs, batch, rate)")
+    recipe = "default: the preset's recipe (keras_draw/presets.py RECIPES), else {}".format
+    parser.add_argument("--epochs", type=int, default=None, help=recipe(defaults.DEFAULTS["epochs"]))
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training split")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's (see --epochs)")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Adam's; default: the preset's (see --epochs)")
+    parser.add_argument("--batch-size", type=int, default=None, help=recipe(defaults.DEFAULTS["batch_size"]))
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam's: " + recipe(defaults.DEFAULTS["learning_rate"]))
     parser.add_argument("--num-steps", type=int, default=None, help="T (default: the preset's)")
     parser.add_argument("--read-n", type=int, default=None, help="read grid N (default: the preset's)")
     parser.add_argument("--write-n", type=int, default=None, help="write grid N (default: the preset's)")

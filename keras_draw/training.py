@@ -180,16 +180,16 @@ def train(verbose="auto", **options):
     with strategy.scope():
         model = build_model(options)  # raises on a bad N or size, before anything is written
         state = resume_state(model, options, Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint))
-    if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
-        with strategy.scope():
-            model.initialize_canvas(mean_training_image(options))
+        images = datasets.training_images(options.dataset, data_dir=options.data_dir, manual_dir=options.manual_dir)
+        if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
+            model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
     _, validation_ds, test_ds = load_data(options, datasets.load)
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
     with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
-        history = fit(model, options, files, state, validation_ds, verbose,
+        history = fit(model, options, files, state, images, validation_ds, verbose,
                       test_ds=test_ds if options.log_test else None)
         files.save_model(model)
         test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
@@ -224,12 +224,6 @@ def summary(options, test_loss):
     return lines
 
 
-def mean_training_image(options):
-    """The mean of the training split's images (intensities: the binarized images' mean too)."""
-    images = datasets.training_images(options.dataset, data_dir=options.data_dir, manual_dir=options.manual_dir)
-    return datasets.mean_image(images.batch(10_000))
-
-
 def load_data(options, loader, **kwargs):
     return loader(
         options.dataset,
@@ -262,7 +256,7 @@ def resume_state(model, options, checkpoint):
     return checkpoint.restore(model)
 
 
-def fit(model, options, files, state, validation_ds, verbose, test_ds=None):
+def fit(model, options, files, state, images, validation_ds, verbose, test_ds=None):
     """Runs `model.fit` one epoch at a time, from the state's epoch and step to `options.epochs`.
 
     Each epoch's batches are a pure function of (seed, epoch) (`datasets.epoch_batches`), so
@@ -271,8 +265,6 @@ def fit(model, options, files, state, validation_ds, verbose, test_ds=None):
     `test_ds`, the test metrics join each epoch's row (`test_loss`, ...), for learning curves.
     Returns a History of every epoch of the run.
     """
-    images = datasets.training_images(options.dataset, data_dir=options.data_dir,
-                                      manual_dir=options.manual_dir)
     steps_per_epoch = datasets.num_batches(images, options.batch_size, options.steps_per_epoch)
     callback = CheckpointCallback(
         Checkpoint(files.checkpoint), state, steps_per_epoch, options.checkpoint_every,
