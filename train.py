@@ -7,7 +7,20 @@ exits with status 2 and a one-line message, before anything is written.
 import argparse
 import json
 import os
+import signal
 import sys
+
+RESUME = "rerun the same command to go on from there"
+
+_write_failed = False  # a write failed: HDF5 may hold a broken file open (see the end)
+
+
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that the run stops as it does on Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def parse_args(argv, defaults):
@@ -69,13 +82,15 @@ def main(argv=None):
 
     console.start_tensorflow()
     from keras_draw.datasets import DatasetUnavailableError
+    from keras_draw.files import WriteError
     from keras_draw.run_files import RunFiles
-    from keras_draw.training import TrainingDiverged, TrainOptions, summary, train
+    from keras_draw.training import TrainingDiverged, TrainOptions, kept, summary, train
 
     args = vars(parse_args(argv, TrainOptions()))
     verbose = args.pop("verbose")
     if verbose == "auto":  # a bar on a terminal; into a file or a pipe, a line per epoch
         verbose = "1" if sys.stdout.isatty() else "2"
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         train(verbose=int(verbose), **args)
     except (ValueError, DatasetUnavailableError) as err:
@@ -83,6 +98,17 @@ def main(argv=None):
     except TrainingDiverged as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 1
+    except WriteError as err:  # a full disk: everything written before is whole
+        global _write_failed
+        _write_failed = True
+        return console.fail("train.py", f"{err}; {kept(TrainOptions(**args))}: free some space and {RESUME}.",
+                            status=1)
+    except (KeyboardInterrupt, Terminated) as err:
+        stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "terminated (SIGTERM)"
+        print(f"train.py: {stopped}; {kept(TrainOptions(**args))}: {RESUME}.", file=sys.stderr)
+        return 128 + (signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     options = TrainOptions(**args)
     test_metrics = RunFiles(options.resolved_output_dir()).test_metrics
     if os.path.isfile(test_metrics):  # not on the other workers of a multi-worker run
@@ -92,4 +118,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if _write_failed:  # HDF5 crashes at interpreter exit on a file whose write failed: skip the exit hooks
+        sys.stdout.flush(), sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from keras_draw.files import atomic_path, write_json
+from keras_draw.files import save_weights, write_json
 
 STATE_FILE = "state.json"
 
@@ -31,16 +31,25 @@ class Checkpoint:
         return os.path.exists(self.state_path)
 
     def read_state(self):
-        """The saved state; ValueError naming the file if it cannot be read."""
+        """The saved state; ValueError naming the file if it cannot be read or is malformed."""
         try:
             with open(self.state_path) as f:
                 state = json.load(f)
+            _check_state(state)
             weights = os.path.join(self.directory, state["weights"])
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"Checkpoint {self.state_path} is corrupt ({err}); delete it to start over.") from None
+            raise self.corrupt(err) from None
         if not os.path.isfile(weights):
             raise ValueError(f"Checkpoint weights {weights} are missing; delete {self.directory} to start over.")
         return state
+
+    def corrupt(self, reason):
+        return ValueError(f"Checkpoint {self.state_path} is corrupt ({reason}); delete it to start over.")
+
+    def check_step(self, state, steps_per_epoch):
+        """ValueError unless the state's step lies within an epoch of `steps_per_epoch` steps."""
+        if state["step"] >= steps_per_epoch:
+            raise self.corrupt(f"step {state['step']} lies beyond the epoch's {steps_per_epoch} steps")
 
     def save(self, model, state):
         """Writes the model's weights and `state` as the new checkpoint."""
@@ -49,7 +58,7 @@ class Checkpoint:
         name = f"epoch{state['epoch']:05d}-step{state['step']:07d}.weights.h5"
         if name == previous:
             name = name.replace(".weights.h5", "-again.weights.h5")
-        model.save_weights(os.path.join(self.directory, name))
+        save_weights(model, os.path.join(self.directory, name))
         state = dict(state, weights=name, noise_state=_noise_state(model), trackers=_tracker_state(model))
         write_json(self.state_path, state)  # atomic: the commit point
         if previous and previous != name:
@@ -68,6 +77,29 @@ class Checkpoint:
                              f"delete {self.directory} to start over.") from None
         model.seed_generator.state.assign(np.asarray(state["noise_state"], dtype=model.seed_generator.state.dtype))
         return state
+
+
+# What `save` writes: each entry of state.json and the type it must have.
+STATE_TYPES = {"epoch": int, "step": int, "history": list, "config": dict, "weights": str,
+               "noise_state": list, "trackers": list}
+
+
+def _check_state(state):
+    """TypeError or ValueError naming the first entry of a loaded state.json that `save` could
+    not have written."""
+    if not isinstance(state, dict):
+        raise TypeError(f"a JSON object expected, found {type(state).__name__}")
+    for key, kind in STATE_TYPES.items():
+        if key not in state:
+            raise KeyError(key)
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise TypeError(f"{key!r} must be {kind.__name__}, found {type(state[key]).__name__}")
+    if state["epoch"] < 0 or state["step"] < 0:
+        raise ValueError(f"negative epoch or step: {state['epoch']}, {state['step']}")
+    if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in state["history"]):
+        raise TypeError("'history' must hold one object per epoch, each with its 'epoch'")
+    if os.path.basename(state["weights"]) != state["weights"]:
+        raise ValueError(f"'weights' must name a file of the folder, found {state['weights']!r}")
 
 
 def restore_trackers(model, trackers):
@@ -152,8 +184,7 @@ class CheckpointCallback(keras.callbacks.Callback):
             return
         self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch] + [row]
         if self.best_weights and row.get("val_loss", np.inf) < self.state.get("best", {}).get("val_loss", np.inf):
-            with atomic_path(self.best_weights) as temporary:
-                self.model.save_weights(temporary)
+            save_weights(self.model, self.best_weights)
             self.state["best"] = row
         self._save(epoch + 1, 0)
         if self.epoch_end_hook:

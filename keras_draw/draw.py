@@ -203,6 +203,7 @@ class Draw(keras.Model):
         step ((batch, T, B, A, C)) and, with attention, `read_window` and `write_window`
         ((batch, T, 5), ordered as `keras_draw.layers.attention_window.WINDOW_PARAMETERS`).
         """
+        self._check_noise(epsilon)
         names = ["mu", "log_sigma", "z"]
         if return_sequence:
             names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
@@ -251,6 +252,7 @@ class Draw(keras.Model):
         sample), shape (batch, B, A, C) in [0, 1]; with `return_sequence`, also `canvases` σ(c̃_t)
         of every step and, with attention, `write_window`.
         """
+        self._check_noise(epsilon)
         batch_size = ops.shape(epsilon)[0]
         state = (
             self._initial(self.c_0, batch_size),
@@ -280,7 +282,9 @@ class Draw(keras.Model):
 
         One z sample per step per image (eq. 12); ε is drawn afresh unless given.
         """
-        return self._negative_elbo(x, epsilon)
+        if epsilon is not None:
+            self._check_noise(epsilon)
+        return self._negative_elbo(self._check_images(x), epsilon)
 
     def _negative_elbo(self, x, epsilon=None, jit_step=False, unroll=False):
         if epsilon is None:
@@ -336,6 +340,14 @@ class Draw(keras.Model):
         message = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
         with tf.control_dependencies([tf.debugging.Assert(in_range, [message])]):
             return tf.identity(x)
+
+    def _check_noise(self, epsilon):
+        """ValueError unless ε has the shape (batch, T, |z|) (where its shape is known)."""
+        expected = (None, self.num_steps, self.latent_dim)
+        shape = tuple(epsilon.shape)
+        if len(shape) != 3 or any(s is not None and e is not None and s != e for s, e in zip(shape, expected)):
+            raise ValueError(f"Expected noise of shape (batch, {self.num_steps}, {self.latent_dim}): T = "
+                             f"{self.num_steps} steps of |z| = {self.latent_dim}. Received: shape={shape}")
 
     def _update_metrics(self, terms):
         self.loss_tracker.update_state(terms["loss"])

@@ -2,10 +2,13 @@
 folder that one process at a time writes into (an advisory lock)."""
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
+
+import numpy as np
 
 try:
     import fcntl
@@ -19,22 +22,86 @@ class FolderInUseError(ValueError):
     """Another process holds the folder (`exclusive_folder`)."""
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, a quota, a read-only folder); the file it was to
+    replace, if any, is untouched and nothing half-written is left behind."""
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path with `path`'s file name; renames it to `path` on success.
 
     The temporary file lies in a fresh folder beside `path` (same file system, so the rename is
     atomic), keeps the file name (Keras insists on the `.keras` suffix), and is removed on failure.
-    Killing the process at any instant leaves either the old file or the new one.
+    Killing the process at any instant leaves either the old file or the new one. An OSError
+    while writing (ENOSPC: a full disk) becomes a `WriteError` naming `path`.
     """
     path = os.fspath(path)
-    folder = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(os.path.abspath(path)))
+    failure = None
     try:
-        temporary = os.path.join(folder, os.path.basename(path))
-        yield temporary
-        os.replace(temporary, path)
+        folder = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(os.path.abspath(path)))
+    except OSError as err:
+        failure = _write_error(path, err)
+    if failure is not None:
+        raise failure
+    try:
+        try:
+            temporary = os.path.join(folder, os.path.basename(path))
+            yield temporary
+            os.replace(temporary, path)
+        except WriteError:
+            raise
+        except OSError as err:
+            failure = _write_error(path, err)
+        if failure is not None:
+            raise failure
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_error(path, err):
+    """A WriteError naming `path` and the cause in a few words ("No space left on device")."""
+    reason = os.strerror(err.errno) if err.errno else str(err).split("\n")[0]
+    failure = WriteError(f"could not write {path}: {reason}")
+    failure.errno = err.errno
+    return failure
+
+
+def weights_bytes(model):
+    """About the size of `model.save_weights`'s file, optimizer state included, erring high:
+    the variables' bytes, and HDF5's few hundred bytes of metadata per variable, counted as 4 KiB."""
+    variables = [*model.weights, *(model.optimizer.variables if getattr(model, "optimizer", None) else [])]
+    data = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return data + 4096 * len(variables) + 65536
+
+
+def check_free_space(path, needed):
+    """A WriteError, before anything is written, unless `path`'s file system has `needed` bytes free.
+
+    HDF5 (Keras's weights files) cannot fail cleanly on a full disk: its file stays open in the
+    library, and the interpreter crashed on exit (a segmentation fault), so weights are written
+    only where they fit.
+    """
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < needed:
+        failure = WriteError(f"could not write {path}: No space left on device "
+                             f"({free / 2**20:.1f} MiB free, {needed / 2**20:.1f} MiB needed)")
+        failure.errno = errno.ENOSPC
+        raise failure
+
+
+def save_weights(model, path):
+    """`model.save_weights(path)` whole or not at all, refused before writing where it would not fit."""
+    check_free_space(path, weights_bytes(model))
+    with atomic_path(path) as temporary:
+        model.save_weights(temporary)
+
+
+def save_model(model, path):
+    """`model.save(path)` (a .keras file) whole or not at all, refused before writing where it would not fit."""
+    check_free_space(path, weights_bytes(model))
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 def write_json(path, value):

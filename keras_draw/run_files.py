@@ -6,7 +6,7 @@ import os
 import keras
 
 from keras_draw.callbacks import SampleGrid
-from keras_draw.files import atomic_path
+from keras_draw.files import atomic_path, save_model
 
 
 class RunFiles:
@@ -59,5 +59,4 @@ class RunFiles:
                 writer.writerows(history)
 
     def save_model(self, model):
-        with atomic_path(self.model) as temporary:
-            model.save(temporary)
+        save_model(model, self.model)

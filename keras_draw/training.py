@@ -67,6 +67,11 @@ class TrainOptions:
     # The recipe of a preset that has none of its own.
     DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": False}
 
+    # Sizes beyond these are typos, not experiments: T=10**12 or 10**6 units cannot be built.
+    # (`batch_size` is checked against the training split once it is loaded.)
+    LIMITS = {"num_steps": 1000, "units": 8192, "latent_dim": 8192, "checkpoint_every": 10**7,
+              "steps_per_epoch": 10**7, "epochs": 10**6}
+
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
                   "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
@@ -94,16 +99,24 @@ class TrainOptions:
             raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
                              f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
         for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
-                     "checkpoint_every", "lr_patience", "early_stopping"):
+                     "read_n", "write_n", "checkpoint_every", "lr_patience", "early_stopping"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate}")
+            if value is not None and value > self.LIMITS.get(name, value):
+                raise ValueError(f"`{name}` must be at most {self.LIMITS[name]}. Received: {name}={value!r}")
+        if self.no_attention and (self.read_n is not None or self.write_n is not None):
+            raise ValueError("`read_n` and `write_n` are the sizes of attention grids, which `no_attention` "
+                             f"turns off. Received: read_n={self.read_n}, write_n={self.write_n}")
+        if not 0 < self.learning_rate < 1:  # Adam moves each weight by about the rate per step
+            raise ValueError(f"`learning_rate` must be in (0, 1). Received: learning_rate={self.learning_rate}")
         if not 0 < self.lr_factor < 1:
             raise ValueError(f"`lr_factor` must be in (0, 1). Received: lr_factor={self.lr_factor}")
-        if not self.clip_norm >= 0:
-            raise ValueError(f"`clip_norm` must be 0 (off) or positive. Received: clip_norm={self.clip_norm}")
+        if not 0 <= self.clip_norm < float("inf"):
+            raise ValueError(f"`clip_norm` must be 0 (off) or a positive number. Received: clip_norm={self.clip_norm}")
+        for name in ("output_dir", "export_dir"):
+            if getattr(self, name) == "":
+                raise ValueError(f"`{name}` must name a directory. Received: {name}=''")
         for name in ("data_dir", "manual_dir"):
             path = getattr(self, name)
             if path is not None and not os.path.isdir(path):
@@ -146,8 +159,19 @@ def check_output_dir(path, name="output_dir"):
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(os.path.abspath(existing))
+    if not os.path.isdir(existing):
+        raise ValueError(f"`{name}` lies under {existing!r}, which is a file, not a directory. "
+                         f"Received: {name}={path!r}")
     if not os.access(existing, os.W_OK):
         raise ValueError(f"`{name}` is not writable. Received: {name}={path!r}")
+
+
+def check_batch_size(options, images):
+    """A batch must not hold more images than the training split."""
+    count = int(images.cardinality())
+    if options.batch_size > count:
+        raise ValueError(f"`batch_size` must be at most the {count} images of {options.dataset}'s training "
+                         f"split. Received: batch_size={options.batch_size}")
 
 
 def build_model(options):
@@ -179,8 +203,11 @@ def train(verbose="auto", **options):
     strategy = strategies.make_strategy(options.strategy)
     with strategy.scope():
         model = build_model(options)  # raises on a bad N or size, before anything is written
-        state = resume_state(model, options, Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint))
+        checkpoint = Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint)
+        state = resume_state(model, options, checkpoint)
         images = datasets.training_images(options.dataset, data_dir=options.data_dir, manual_dir=options.manual_dir)
+        check_batch_size(options, images)
+        checkpoint.check_step(state, datasets.num_batches(images, options.batch_size, options.steps_per_epoch))
         if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
             model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
     _, validation_ds, test_ds = load_data(options, datasets.load)
@@ -201,6 +228,18 @@ def train(verbose="auto", **options):
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
+
+
+def kept(options):
+    """What a stopped run keeps, in words: its last checkpoint, or none."""
+    checkpoint = Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint)
+    try:
+        state = checkpoint.read_state()
+    except ValueError:
+        return f"it kept no checkpoint in {checkpoint.directory}"
+    if state["step"] == 0:
+        return f"its checkpoint after epoch {state['epoch']} is kept in {checkpoint.directory}"
+    return f"its checkpoint at epoch {state['epoch'] + 1}, step {state['step']} is kept in {checkpoint.directory}"
 
 
 def summary(options, test_loss):

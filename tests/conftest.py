@@ -54,3 +54,26 @@ def binarized_mnist_data_dir(tmp_path_factory, binarized_mnist_files):
     data_dir = tmp_path_factory.mktemp("tfds_binarized_mnist")
     datasets.load("binarized_mnist", data_dir=data_dir, manual_dir=binarized_mnist_files)
     return str(data_dir)
+
+
+# The options of `tiny_run`: two epochs of one step each, without XLA (the fastest start).
+TINY_RUN = dict(preset="tiny", epochs=2, steps_per_epoch=1, jit_compile="off", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, mnist_data_dir):
+    """A finished `keras_draw.train` run of `TINY_RUN` (on the bundled MNIST), made once per
+    session: tests that need a run's files or checkpoint copy it with `copy_run`."""
+    from keras_draw.training import train
+
+    output_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(**TINY_RUN, data_dir=mnist_data_dir, output_dir=str(output_dir), verbose=0)
+    return output_dir
+
+
+@pytest.fixture
+def copy_run(tiny_run, tmp_path):
+    """A fresh copy of `tiny_run` in this test's tmp_path, to change or damage."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))

@@ -3,6 +3,8 @@
 import json
 
 import keras
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -250,16 +252,30 @@ def test_gradient_clipping_bounds_the_update():
     assert 0 < change <= 1e-3 * (1 + 1e-4)  # SGD(1.0) moves by the clipped gradient norm
 
 
-@pytest.mark.parametrize("bad", [np.nan, -0.5, 255.0])
-def test_images_outside_zero_one_are_refused_by_fit_evaluate_and_reconstruct(bad):
-    model = small()
+def test_images_outside_zero_one_are_refused_by_fit_evaluate_reconstruct_and_the_elbo():
+    from keras_draw import evaluate
+
+    model = small()  # one model for every value: fit and evaluate are traced once
     model.compile(jit_compile=False, optimizer="adam")
-    images = binary_images(4)
-    images[1, 3, 4, 0] = bad
-    for run in (lambda: model.fit(images, batch_size=4, verbose=0),
-                lambda: model.evaluate(images, batch_size=4, verbose=0),
-                lambda: model.reconstruct(images)):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]"):
+    for bad in (np.nan, -0.5, 255.0):
+        images = binary_images(4)
+        images[1, 3, 4, 0] = bad
+        for run in (lambda: model.fit(images, batch_size=4, verbose=0),
+                    lambda: model.evaluate(images, batch_size=4, verbose=0),
+                    lambda: model.reconstruct(images),
+                    lambda: model.negative_elbo(images),
+                    lambda: evaluate.evaluate(model, images, importance_samples=2)):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]"):
+                run()
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 4), (2, 3, 7), (2, 3)])
+def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
+    model = small()  # T = 3, |z| = 4
+    epsilon = np.zeros(shape, np.float32)
+    for run in (lambda: model.decode(epsilon), lambda: model.infer(binary_images(2), epsilon),
+                lambda: model.negative_elbo(binary_images(2), epsilon)):
+        with pytest.raises(ValueError, match=rf"Expected noise of shape \(batch, 3, 4\).*shape={re.escape(str(shape))}"):
             run()
 
 

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_draw import Draw
+from conftest import TINY_RUN
+from keras_draw import Draw, files
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback
 from keras_draw.training import train
 
@@ -54,6 +57,7 @@ def wait_for_checkpoint(output_dir, process, epoch, step, timeout=240):
 
 
 def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mnist_data_dir):
+    """Also: more epochs continue a finished run, as if it had never stopped."""
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     process = run_script(RUN, killed, mnist_data_dir)
     state = wait_for_checkpoint(killed, process, epoch=1, step=2)  # mid-way through epoch 2
@@ -61,9 +65,12 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mni
     process.wait()
     assert not (killed / "model.keras").exists()  # it really died before the end
     resumed = run_script(RUN, killed, mnist_data_dir)
-    uninterrupted = run_script(RUN, straight, mnist_data_dir)
-    for p in (resumed, uninterrupted):
+    two_epochs = run_script([*RUN, "--epochs", "2"], straight, mnist_data_dir)  # then continued to 3
+    for p in (resumed, two_epochs):
         assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    assert epochs_in(straight) == [0, 1]
+    continued = run_script(RUN, straight, mnist_data_dir)
+    assert continued.wait(timeout=300) == 0, continued.stderr.read()[-2000:]
     assert epochs_in(killed) == [0, 1, 2] == epochs_in(straight)  # no gap, no duplicate
     for a, b in zip(final_weights(killed), final_weights(straight)):
         np.testing.assert_array_equal(a, b)
@@ -75,25 +82,33 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mni
     print(f"killed at epoch {state['epoch']}, step {state['step']}")
 
 
-def test_more_epochs_continue_a_finished_run(tmp_path, mnist_data_dir):
-    options = dict(preset="tiny", steps_per_epoch=2, batch_size=100, data_dir=mnist_data_dir, seed=1,
-                   deterministic=True, jit_compile="off", verbose=0)
-    train(epochs=1, output_dir=str(tmp_path / "a"), **options)
-    continued, history = train(epochs=2, output_dir=str(tmp_path / "a"), **options)
-    straight, _ = train(epochs=2, output_dir=str(tmp_path / "b"), **options)
-    assert history.epoch == [0, 1]
-    for a, b in zip(continued.get_weights(), straight.get_weights()):
-        np.testing.assert_array_equal(a, b)
+def test_an_interrupted_run_says_in_one_line_what_it_kept_and_resumes(tmp_path, mnist_data_dir):
+    """Ctrl-C in epoch 1, SIGTERM in the resumed run's epoch 2, then a run to the end."""
+    output_dir = tmp_path / "run"
+    for stop, epoch, said in ((signal.SIGINT, 0, "interrupted"), (signal.SIGTERM, 1, "terminated (SIGTERM)")):
+        process = run_script(RUN, output_dir, mnist_data_dir)
+        wait_for_checkpoint(output_dir, process, epoch=epoch, step=2)
+        process.send_signal(stop)
+        stderr = process.stderr.read()
+        assert process.wait(timeout=60) == 128 + stop  # 130 and 143: the shell's convention
+        state = json.loads((output_dir / "checkpoint" / "state.json").read_text())
+        kept = f"its checkpoint at epoch {state['epoch'] + 1}, step {state['step']}"
+        if state["step"] == 0:
+            kept = f"its checkpoint after epoch {state['epoch']}"
+        assert stderr.strip().splitlines() == [
+            f"train.py: {said}; {kept} is kept in {output_dir / 'checkpoint'}: "
+            "rerun the same command to go on from there."]
+        assert not list(output_dir.rglob(".partial-*"))
+    resumed = run_script(RUN, output_dir, mnist_data_dir)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    assert epochs_in(output_dir) == [0, 1, 2]
 
 
-def test_another_configuration_is_refused_naming_the_differences(tmp_path, mnist_data_dir):
-    options = dict(preset="tiny", epochs=1, steps_per_epoch=1, data_dir=mnist_data_dir,
-                   output_dir=str(tmp_path), jit_compile="off", verbose=0)
-    train(**options)
-    before = sorted(os.listdir(tmp_path / "checkpoint"))
+def test_another_configuration_is_refused_naming_the_differences(copy_run, mnist_data_dir):
+    before = sorted(os.listdir(copy_run / "checkpoint"))
     with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3"):
-        train(**{**options, "num_steps": 4, "read_n": 3})
-    assert sorted(os.listdir(tmp_path / "checkpoint")) == before
+        train(**TINY_RUN, num_steps=4, read_n=3, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
+    assert sorted(os.listdir(copy_run / "checkpoint")) == before
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path):
@@ -102,19 +117,68 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncate_weights", "garble_state"])
-def test_corrupt_checkpoint_gives_one_line_naming_the_file(damage, tmp_path, mnist_data_dir):
-    flags = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "1", "--jit-compile", "off"]
-    output_dir = tmp_path / "run"
-    train_script = load_train_script()
-    assert train_script.main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(output_dir)]) == 0
-    checkpoint = output_dir / "checkpoint"
+def set_entry(key, value):
+    return lambda state: json.dumps({**state, key: value})
+
+
+def without(key):
+    return lambda state: json.dumps({k: v for k, v in state.items() if k != key})
+
+
+# Ways a checkpoint gets damaged: the file, and its new bytes from the old (or its text from the state).
+DAMAGE = {
+    "truncated weights": ("weights", lambda data: data[:100]),
+    "garbled state": ("state.json", lambda data: data[:100]),
+    "state not an object": ("state.json", lambda data: b"[1, 2]"),
+    "history a string": ("state", set_entry("history", "epochs")),
+    "step beyond the epoch": ("state", set_entry("step", 999)),
+    "negative epoch": ("state", set_entry("epoch", -1)),
+    "epoch a string": ("state", set_entry("epoch", "2")),
+    "no noise state": ("state", without("noise_state")),
+    "weights outside the folder": ("state", set_entry("weights", "../../model.keras")),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_refused_in_one_line_naming_the_file(damage, copy_run, mnist_data_dir, capsys):
+    checkpoint = copy_run / "checkpoint"
     state = json.loads((checkpoint / "state.json").read_text())
-    damaged = checkpoint / (state["weights"] if damage == "truncate_weights" else "state.json")
-    damaged.write_bytes(damaged.read_bytes()[:100])
-    status = train_script.main([*flags, "--epochs", "2", "--data-dir", mnist_data_dir, "--output-dir", str(output_dir)])
+    target, change = DAMAGE[damage]
+    damaged = checkpoint / (state["weights"] if target == "weights" else "state.json")
+    if target == "state":
+        damaged.write_text(change(state))
+    else:
+        damaged.write_bytes(change(damaged.read_bytes()))
+    before = {p.name: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()}
+    flags = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "1", "--jit-compile", "off"]
+    status = load_train_script().main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(copy_run)])
+    error = capsys.readouterr().err.strip()
     assert status == 2
-    assert damaged.read_bytes()[:100] == damaged.read_bytes()  # left as it was
+    assert len(error.splitlines()) == 1 and str(damaged) in error and "corrupt" in error, error
+    assert {p.name: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()} == before  # left as it was
+
+
+def test_a_full_disk_stops_in_one_line_keeping_the_last_checkpoint(copy_run, mnist_data_dir, monkeypatch, capsys):
+    """The disk is full when the resumed run's third epoch ends: neither of its weights files fits."""
+    usage = shutil.disk_usage(copy_run)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    flags = ["--preset", "tiny", "--epochs", "4", "--steps-per-epoch", "1", "--jit-compile", "off"]
+    train_script = load_train_script()
+    status = train_script.main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(copy_run)])
+    error = capsys.readouterr().err.strip()
+    assert status == 1 and train_script._write_failed  # so that its __main__ skips HDF5's exit hooks
+    assert len(error.splitlines()) == 1
+    assert re.fullmatch(
+        rf"train.py: error: could not write {re.escape(str(copy_run))}/\S+\.weights\.h5: No space left on device "
+        rf"\(0\.0 MiB free, [0-9.]+ MiB needed\); its checkpoint after epoch 2 is kept in "
+        rf"{re.escape(str(copy_run / 'checkpoint'))}: free some space and rerun the same command to go on from there\.",
+        error), error
+    state = json.loads((copy_run / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (2, 0)
+    assert not list(copy_run.rglob(".partial-*"))
+    monkeypatch.undo()  # space freed: the run goes on from its checkpoint
+    assert train_script.main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(copy_run)]) == 0
+    assert epochs_in(copy_run) == [0, 1, 2, 3]
 
 
 def load_train_script():

@@ -133,6 +133,14 @@ BAD_VALUES = [
     (["--precision", "mixed_float16"], "precision='mixed_float16'"),
     (["--lr-factor", "1.5"], "lr_factor=1.5"),
     (["--early-stopping", "-1"], "early_stopping=-1"),
+    (["--clip-norm", "inf"], "clip_norm=inf"),
+    (["--clip-norm", "nan"], "clip_norm=nan"),
+    (["--no-attention", "--write-n", "-7"], "write_n=-7"),
+    (["--no-attention", "--read-n", "3"], "which `no_attention` turns off"),
+    (["--learning-rate", "1e12"], "learning_rate=1000000000000.0"),
+    (["--num-steps", str(10**12)], f"num_steps={10**12}"),
+    (["--units", str(10**6)], "at most 8192"),
+    (["--export-dir", ""], "export_dir=''"),
 ]
 
 
@@ -146,6 +154,16 @@ def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
     assert not output_dir.exists()
 
 
+def test_a_batch_larger_than_the_training_split_exits_2_before_writing(tmp_path, mnist_data_dir, capsys):
+    output_dir = tmp_path / "never"
+    status = load_train_script().main([*TINY, "--batch-size", str(10**12), "--data-dir", mnist_data_dir,
+                                       "--output-dir", str(output_dir)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert f"at most the 50000 images of mnist's training split. Received: batch_size={10**12}" in error
+    assert not output_dir.exists()
+
+
 def test_precision_sets_the_models_dtype_policy():
     model = build_model(TrainOptions(preset="tiny", precision="mixed_bfloat16"))
     assert model.encoder.compute_dtype == "bfloat16" and model.reader.compute_dtype == "float32"
@@ -153,12 +171,15 @@ def test_precision_sets_the_models_dtype_policy():
 
 
 @pytest.mark.parametrize("flag", ["--output-dir", "--export-dir"])
-def test_output_dir_that_is_a_file_exits_2(flag, tmp_path, capsys):
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_output_dir_that_is_a_file_or_lies_under_one_exits_2(flag, under, tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
-    flags = [*TINY, flag, str(a_file)] + (["--output-dir", str(tmp_path / "never")] if flag == "--export-dir" else [])
+    target = str(a_file / under) if under else str(a_file)
+    flags = [*TINY, flag, target] + (["--output-dir", str(tmp_path / "never")] if flag == "--export-dir" else [])
     assert load_train_script().main(flags) == 2
-    assert "not a directory" in capsys.readouterr().err
+    error = capsys.readouterr().err.strip()
+    assert "not a directory" in error and len(error.splitlines()) == 1
     assert a_file.read_text() == "keep me" and not (tmp_path / "never").exists()
 
 
@@ -206,3 +227,15 @@ def test_the_demo_preset_has_its_own_recipe_and_flags_override_it():
     assert (demo.epochs, demo.batch_size, demo.learning_rate, demo.unroll) == (3, 200, 3e-3, True)
     assert (tiny.epochs, tiny.batch_size, tiny.learning_rate, tiny.unroll) == (3, 100, 1e-3, False)
     assert TrainOptions(preset="demo", batch_size=50).batch_size == 50
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_half_written(tmp_path):
+    target = tmp_path / "metrics.csv"
+    target.write_text("the old rows")
+    with pytest.raises(files.WriteError, match=rf"could not write {target}: No space left on device"):
+        with files.atomic_path(target) as temporary:
+            with open(temporary, "w") as f:
+                f.write("half")
+            raise OSError(28, "No space left on device")  # as a full disk's write raises it
+    assert target.read_text() == "the old rows"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
