@@ -37,24 +37,18 @@ def atomic_path(path):
     while writing (ENOSPC: a full disk) becomes a `WriteError` naming `path`.
     """
     path = os.fspath(path)
-    failure = None
     try:
         folder = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(os.path.abspath(path)))
     except OSError as err:
-        failure = _write_error(path, err)
-    if failure is not None:
-        raise failure
+        raise _write_error(path, err) from None
     try:
-        try:
-            temporary = os.path.join(folder, os.path.basename(path))
-            yield temporary
-            os.replace(temporary, path)
-        except WriteError:
-            raise
-        except OSError as err:
-            failure = _write_error(path, err)
-        if failure is not None:
-            raise failure
+        temporary = os.path.join(folder, os.path.basename(path))
+        yield temporary
+        os.replace(temporary, path)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise _write_error(path, err) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -99,7 +99,7 @@ class TrainOptions:
             raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
                              f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
         for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
-                     "read_n", "write_n", "checkpoint_every", "lr_patience", "early_stopping"):
+                     "checkpoint_every", "lr_patience", "early_stopping"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
