@@ -14,7 +14,8 @@ seed S + i, so the same seed gives the same images.
 REST needs only numpy and Pillow (urllib is the standard library's); gRPC needs
 tensorflow-serving-api too. Every failure (an HTTP or gRPC error status, a timeout, a refused
 connection) raises `ServingError` with a one-line message; the command line prints it and exits
-with status 1.
+with status 1. A flag no user can mean (--count 0, a port past 65535, a folder for --out) exits
+with status 2 and one line before any request is sent.
 """
 
 import argparse
@@ -23,10 +24,12 @@ import json
 import math
 import os
 import random
+import re
 import socket
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -37,6 +40,8 @@ DEFAULT_URL = "http://localhost:8501"
 # documented behaviour); these are the names of DRAW's single outputs.
 SINGLE_OUTPUTS = {"serving_default": "images", "generate": "images", "generate_seeded": "images"}
 MAX_GRPC_MESSAGE = 1 << 30  # canvases of a large batch exceed gRPC's 4 MiB default
+MAX_COUNT = 1024  # images per command: the rows of one request (the stand-in's default --max-rows)
+INT64 = 2**63  # seeds and versions are int64
 
 
 class ServingError(Exception):
@@ -341,6 +346,35 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def check_args(args):
+    """ValueError (one line) for a flag no user can mean, before any file is read or request sent."""
+    url = urllib.parse.urlsplit(args.url)
+    try:
+        port = url.port
+    except ValueError:  # "Port out of range 0-65535"
+        port = 0
+    if url.scheme not in ("http", "https") or not url.hostname or port == 0:
+        raise ValueError(f"--url must be http://HOST[:PORT], a port from 1 to 65535. Received: --url={args.url!r}")
+    if args.grpc is not None:
+        host, _, grpc_port = args.grpc.rpartition(":")
+        if not host or not grpc_port.isdigit() or not 1 <= int(grpc_port) <= 65535:
+            raise ValueError(f"--grpc must be HOST:PORT, a port from 1 to 65535. Received: --grpc={args.grpc!r}")
+    if not re.fullmatch(r"[\w.-]+", args.model):
+        raise ValueError(f"--model must be letters, digits, '_', '.' or '-'. Received: --model={args.model!r}")
+    if args.version is not None and not 1 <= args.version < INT64:
+        raise ValueError(f"--version must be a positive integer. Received: --version={args.version}")
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
+        raise ValueError(f"--timeout must be seconds, more than 0 and at most 3600. Received: --timeout={args.timeout}")
+    count = getattr(args, "count", None)
+    if count is not None and not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"--count must be from 1 to {MAX_COUNT} (the rows of one request). Received: --count={count}")
+    if args.seed is not None and not -INT64 <= args.seed <= INT64 - (count or MAX_COUNT):
+        raise ValueError(f"--seed must be a 64-bit integer, room left for a seed per row. Received: --seed={args.seed}")
+    out = getattr(args, "out", None)
+    if out is not None and (os.path.isdir(out) or not os.path.isdir(os.path.dirname(os.path.abspath(out)))):
+        raise ValueError(f"--out must be a file in an existing folder. Received: --out={out!r}")
+
+
 def run(args):
     """Runs one command line; returns the lines to print."""
     client = Client(args.url, args.model, args.version, args.grpc, args.timeout, args.rows)
@@ -357,6 +391,8 @@ def run(args):
         save_grid(args.out, canvases.reshape(count * steps, *canvases.shape[2:]), columns=steps, boxes=boxes)
         return [f"Wrote {args.out}: {count} images × {steps} steps, seeds {seed}..{seed + count - 1}"]
     images = load_images(args.images)
+    if len(images) > MAX_COUNT:
+        raise ValueError(f"--images hold {len(images)} images; one request takes at most {MAX_COUNT}")
     if args.command == "reconstruct":
         reconstructions = client.reconstruct(images, seed)["reconstructions"]
         save_grid(args.out, np.concatenate([images, reconstructions]), columns=len(images))
@@ -370,11 +406,12 @@ def run(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        check_args(args)
         lines = run(args)
     except ServingError as err:
         print(f"client.py: error: {err}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as err:  # a missing or unreadable image file, a bad array
+    except (OSError, ValueError) as err:  # a bad flag, a missing or unreadable image file, a bad array
         print(f"client.py: error: {one_line(err)}", file=sys.stderr)
         return 2
     print("\n".join(lines))

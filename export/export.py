@@ -6,13 +6,17 @@
 A thin command line over `keras_draw.serving.export`; prints the path of the version folder on its
 first line, then how to serve it.
 The second form exports a preset with the weights shipped in keras_draw (by the name of the
-dataset they were trained on) or a `.weights.h5` file. A missing or non-.keras model, unknown
-weights, or an existing version, exits with status 2 and a one-line message.
+dataset they were trained on) or a `.weights.h5` file. A missing, damaged or non-DRAW model,
+unknown weights, an export directory that cannot be one, or an existing version exits with
+status 2 and a one-line message before anything is written; so does a write that fails (a full
+disk), after removing what it had written: a version appears whole or not at all.
 """
 
 import argparse
+import json
 import os
 import sys
+import zipfile
 
 
 def parse_args(argv):
@@ -25,34 +29,38 @@ def parse_args(argv):
     parser.add_argument("--export-dir", required=True, help="the TF Serving model folder, e.g. serving/draw")
     parser.add_argument("--version", type=int, default=None,
                         help="the version number (default: one more than the highest present)")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="rows per request the signatures take; more are refused (default: 1024)")
     return parser.parse_args(argv)
 
 
-def export_model(model, export_dir, version=None, preset=None, weights=None):
+def export_model(model, export_dir, version=None, preset=None, weights=None, max_batch=None):
     """Loads the .keras file `model` (or builds `preset` with `weights`) and exports it; returns
     the version folder's path.
 
     Raises ValueError (bad path, weights or version) or FileExistsError (existing version) before
     anything is written.
     """
+    from keras_draw import serving
+
+    max_batch = serving.MAX_BATCH if max_batch is None else max_batch
+    if not 1 <= max_batch <= 2**31 - 1:
+        raise ValueError(f"--max-batch must be a positive integer. Received: --max-batch={max_batch}")
     if preset is not None:
         if weights is None:
             raise ValueError(f"--preset needs --weights: serving untrained weights is of no use. Received: --preset={preset!r}")
         check_export_dir(export_dir, version)
-        from keras_draw import Draw, serving
+        from keras_draw import Draw
 
-        return serving.export(Draw.from_preset(preset, weights=weights), export_dir, version)
+        return serving.export(Draw.from_preset(preset, weights=weights), export_dir, version, max_batch)
     if weights is not None:
         raise ValueError("--weights goes with --preset; a .keras model holds its weights.")
-    if not os.path.isfile(model):
-        raise ValueError(f"No such model file. Received: --model={model!r}")
-    if not model.endswith(".keras"):
-        raise ValueError(f"The model must be a .keras file saved by train.py. Received: --model={model!r}")
+    check_model_file(model)
     check_export_dir(export_dir, version)
 
     import keras
 
-    from keras_draw import Draw, serving  # importing keras_draw registers its classes
+    from keras_draw import Draw  # importing keras_draw registers its classes
 
     try:
         loaded = keras.saving.load_model(model, compile=False)  # serving needs no optimizer
@@ -61,16 +69,58 @@ def export_model(model, export_dir, version=None, preset=None, weights=None):
         raise ValueError(f"Cannot load {model!r}: {first_line}") from err
     if not isinstance(loaded, Draw):
         raise ValueError(f"The model is not a keras_draw Draw. Received: {type(loaded).__name__}")
-    return serving.export(loaded, export_dir, version)
+    return serving.export(loaded, export_dir, version, max_batch)
+
+
+def check_model_file(model):
+    """ValueError unless `model` is a .keras archive whose config names a keras_draw Draw.
+
+    Checked before Keras reads the file: Keras calls random bytes or a truncated file "File not
+    found", and would build whatever other model the file holds.
+    """
+    if os.path.isdir(model):
+        raise ValueError(f"The model is a folder, not a .keras file. Received: --model={model!r}")
+    if not os.path.isfile(model):
+        raise ValueError(f"No such model file. Received: --model={model!r}")
+    if not model.endswith(".keras"):
+        raise ValueError(f"The model must be a .keras file saved by train.py. Received: --model={model!r}")
+    if not zipfile.is_zipfile(model):
+        raise ValueError(f"{model!r} is not a .keras file: not a zip archive (random bytes, or a truncated or empty file)")
+    try:
+        with zipfile.ZipFile(model) as archive:
+            config = json.loads(archive.read("config.json"))
+    except Exception as err:  # no config.json, a damaged entry, not JSON: zipfile and json raise many kinds
+        raise ValueError(f"{model!r} is not a Keras model: no readable config.json ({type(err).__name__}: {err})") from None
+    config = config if isinstance(config, dict) else {}
+    module, class_name = str(config.get("module")), str(config.get("class_name"))
+    if class_name != "Draw" or not module.startswith("keras_draw"):
+        raise ValueError(f"{model!r} holds a Keras {class_name} (module {module}), not a keras_draw Draw")
 
 
 def check_export_dir(export_dir, version):
+    """ValueError (FileExistsError for an existing version) before anything is loaded or written."""
+    if not export_dir.strip():
+        raise ValueError(f"The export directory must be a path. Received: --export-dir={export_dir!r}")
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ValueError(f"The export directory is not a directory. Received: --export-dir={export_dir!r}")
+    ancestor = nearest_existing(export_dir)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f"The export directory would lie under {ancestor!r}, a file, not a folder. "
+                         f"Received: --export-dir={export_dir!r}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"Cannot write into {ancestor!r} (permission denied). Received: --export-dir={export_dir!r}")
     if version is not None and version < 1:
         raise ValueError(f"The version must be a positive integer. Received: --version={version}")
     if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
         raise FileExistsError(f"Version {version} already exists in {export_dir}; versions are never overwritten.")
+
+
+def nearest_existing(path):
+    """`path`, or the closest of its parent folders that exists (a file, if one is in the way)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
 
 
 def main(argv=None):
@@ -79,7 +129,8 @@ def main(argv=None):
     console.start_tensorflow()
     args = parse_args(argv)
     try:
-        path = export_model(args.model, args.export_dir, args.version, preset=args.preset, weights=args.weights)
+        path = export_model(args.model, args.export_dir, args.version, preset=args.preset, weights=args.weights,
+                            max_batch=args.max_batch)
     except (ValueError, OSError) as err:
         return console.fail("export.py", err)
     print(path)

@@ -13,6 +13,9 @@ tensorflow.serving.PredictionService. It runs the real exported SavedModel, load
 It listens on 127.0.0.1 only. Not implemented: classify/regress, "b64" values, model configs,
 batching, version labels and the metadata API.
 
+It refuses, before running the model, a request larger than its limits (body size, rows, answer
+size) and runs at most --max-concurrent requests at once (stand_in_limits.py says why and how).
+
     python export/stand_in_server.py --export-dir serving/draw --rest-port 8501 --grpc-port 8500
 """
 
@@ -29,17 +32,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+if __package__:  # imported as export.stand_in_server
+    from .stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, check_answer,
+                                  check_rows, check_tensor_proto, declared_length, limits_from_args)
+else:  # run as a script: export/ is sys.path[0]
+    from stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, check_answer,
+                                 check_rows, check_tensor_proto, declared_length, limits_from_args)
+
 HOST = "127.0.0.1"  # loopback only, never 0.0.0.0
 PREDICT_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict)?$")
-MAX_GRPC_MESSAGE = 1 << 30
-
-
-class RequestError(Exception):
-    """A request the server refuses: an HTTP status, its gRPC twin, and a message."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
+MODEL_NAME = re.compile(r"[\w.-]+")  # what fits in the URL path
 
 
 # === The models ===
@@ -162,13 +164,17 @@ def rest_answer(outputs, rows):
     return {"predictions": [{name: value[i].tolist() for name, value in outputs.items()} for i in range(count)]}
 
 
-def rest_predict(servables, model_name, version, body):
-    """The JSON answer to a predict request, or RequestError."""
+def rest_predict(servables, model_name, version, body, limits):
+    """The JSON answer to a predict request, or RequestError (a request past `limits` included)."""
     if not isinstance(body, dict):
         raise RequestError(400, "JSON Value: the request must be a JSON object")
-    function, _ = servables.signature(model_name, version, body.get("signature_name", "serving_default"))
+    signature_name = body.get("signature_name", "serving_default")
+    function, _ = servables.signature(model_name, version, signature_name)
     dtypes = {name: spec.dtype for name, spec in input_specs(function).items()}
-    return rest_answer(run_signature(function, rest_inputs(body, dtypes)), rows="instances" in body)
+    arrays = rest_inputs(body, dtypes)
+    rows = check_rows({name: array.shape for name, array in arrays.items()}, limits)
+    check_answer(function, signature_name, rows, limits)
+    return rest_answer(run_signature(function, arrays), rows="instances" in body)
 
 
 def model_status(servables, model_name, version):
@@ -182,29 +188,46 @@ def model_status(servables, model_name, version):
 
 
 class RestHandler(http.server.BaseHTTPRequestHandler):
-    """TF Serving's REST predict and status endpoints over `self.server.servables`."""
+    """TF Serving's REST predict and status endpoints over `self.server.servables`.
+
+    A predict request's body is read only once its size is within the limits and an execution
+    slot is free; the slot is held until the answer is written, so that decoding, running and
+    encoding (where the memory goes) happen for at most --max-concurrent requests at once.
+    """
+
+    timeout = 30  # seconds a stalled client may hold its connection (and a slot) before it is dropped
+    DRAIN_LIMIT = 1 << 31  # a refused body up to this size is read and dropped (see `_drain`)
 
     def do_POST(self):
+        self._unread = declared_length(self.headers.get("Content-Length"))
         match = PREDICT_PATH.match(self.path)
         if not match or not match.group(3):
             return self._answer(404, {"error": f"Malformed request: POST {self.path}"})
-        length = int(self.headers.get("Content-Length") or 0)
         try:
-            body = json.loads(self.rfile.read(length) or b"null")
-        except ValueError as err:
-            return self._answer(400, {"error": f"JSON Parse error: {err}"})
-        self._respond(rest_predict, match, body)
+            body_length(self.headers.get("Content-Length"), self.server.limits)
+            with self.server.admission.slot():
+                self._respond(rest_predict, match, self._read_json(), self.server.limits)
+        except RequestError as err:
+            self._answer(err.status, {"error": str(err)})
 
     def do_GET(self):
+        self._unread = 0
         match = PREDICT_PATH.match(self.path)
         if not match or match.group(3):
             return self._answer(404, {"error": f"Malformed request: GET {self.path}"})
         self._respond(model_status, match)
 
-    def _respond(self, handler, match, *body):
+    def _read_json(self):
+        data, self._unread = self.rfile.read(self._unread), 0
+        try:
+            return json.loads(data or b"null")
+        except (ValueError, RecursionError) as err:  # RecursionError: [[[[... nested too deep
+            raise RequestError(400, f"JSON Parse error: {err}") from None
+
+    def _respond(self, handler, match, *args):
         model_name, version = match.group(1), match.group(2) and int(match.group(2))
         try:
-            self._answer(200, handler(self.server.servables, model_name, version, *body))
+            self._answer(200, handler(self.server.servables, model_name, version, *args))
         except RequestError as err:
             self._answer(err.status, {"error": str(err)})
         except Exception as err:  # the server answers, whatever went wrong
@@ -212,44 +235,82 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, status, value):
         data = json.dumps(value).encode()
+        self._drain()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if status == 503:
+            self.send_header("Retry-After", "1")
         self.end_headers()
         self.wfile.write(data)
+
+    def _drain(self):
+        """Reads and drops the unread body of a refused request, in small pieces: closing a
+        connection with unread data resets it, and the client would lose the answer."""
+        if self._unread > self.DRAIN_LIMIT:
+            self.close_connection = True
+            return
+        while self._unread > 0:
+            chunk = self.rfile.read(min(self._unread, 1 << 16))
+            if not chunk:
+                break
+            self._unread -= len(chunk)
 
     def log_message(self, *args):  # quiet, like a test fixture should be
         pass
 
 
+class RestServer(http.server.ThreadingHTTPServer):
+    """A thread per connection; a listen backlog for bursts of clients (socketserver's 5 made the
+    kernel reset connections when 50 clients connected at once)."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+
 # === gRPC ===
 
 
-def grpc_servicer(servables):
+def grpc_inputs(request, function, signature_name, limits):
+    """{name: array} of a PredictRequest, once the shapes its tensors declare fit `limits`."""
+    shapes = {name: check_tensor_proto(name, proto, limits) for name, proto in request.inputs.items()}
+    check_answer(function, signature_name, check_rows(shapes, limits), limits)
+    try:
+        return {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+    except (ValueError, TypeError) as err:  # a tensor_content that does not fill its shape, ...
+        raise RequestError(400, f"Cannot read the input tensors: {err}") from None
+
+
+def grpc_servicer(servables, limits, admission):
     """A tensorflow.serving.PredictionService servicer with Predict over `servables`."""
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 500: grpc.StatusCode.INTERNAL}
+    codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 500: grpc.StatusCode.INTERNAL,
+             503: grpc.StatusCode.RESOURCE_EXHAUSTED}  # what gRPC itself answers past maximum_concurrent_rpcs
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):
             spec = request.model_spec
             version = spec.version.value if spec.HasField("version") else None
+            signature_name = spec.signature_name or "serving_default"
             try:
-                function, version = servables.signature(spec.name, version, spec.signature_name or "serving_default")
-                arrays = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-                outputs = run_signature(function, arrays)
+                with admission.slot():
+                    function, version = servables.signature(spec.name, version, signature_name)
+                    outputs = run_signature(function, grpc_inputs(request, function, signature_name, limits))
+                    return response(spec.name, version, signature_name, outputs, request.output_filter)
             except RequestError as err:
                 context.abort(codes[err.status], str(err))
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = spec.name
-            response.model_spec.version.value = version
-            response.model_spec.signature_name = spec.signature_name or "serving_default"
-            for name, value in outputs.items():
-                if not request.output_filter or name in request.output_filter:
-                    response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-            return response
+
+    def response(model_name, version, signature_name, outputs, output_filter):
+        answer = predict_pb2.PredictResponse()
+        answer.model_spec.name = model_name
+        answer.model_spec.version.value = version
+        answer.model_spec.signature_name = signature_name
+        for name, value in outputs.items():
+            if not output_filter or name in output_filter:
+                answer.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return answer
 
     return PredictionService(), prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server
 
@@ -260,30 +321,43 @@ def grpc_servicer(servables):
 class StandInServer:
     """The REST server (and the gRPC one, with `grpc_port`) on 127.0.0.1, in threads.
 
-    Port 0 picks a free port; `rest_url` and `grpc_target` say where they listen.
+    Port 0 picks a free port; `rest_url` and `grpc_target` say where they listen. Both share
+    one `admission` (the model's executions) and the `limits` (default: `Limits()`).
     """
 
-    def __init__(self, export_dir, model_name="draw", rest_port=0, grpc_port=None):
+    def __init__(self, export_dir, model_name="draw", rest_port=0, grpc_port=None, limits=None):
         self.servables = Servables(export_dir, model_name)
-        self._http = http.server.ThreadingHTTPServer((HOST, rest_port), RestHandler)
-        self._http.daemon_threads = True
-        self._http.servables = self.servables
+        self.limits = limits or Limits()
+        self.admission = Admission(self.limits)
+        try:
+            self._http = RestServer((HOST, rest_port), RestHandler)
+        except OSError as err:  # EADDRINUSE, EACCES
+            raise OSError(f"Cannot listen for REST on {HOST}:{rest_port}: {err.strerror or err}") from None
+        self._http.servables, self._http.limits, self._http.admission = self.servables, self.limits, self.admission
         self.rest_url = f"http://{HOST}:{self._http.server_address[1]}"
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         self._grpc, self.grpc_target = None, None
         if grpc_port is not None:
-            self._start_grpc(grpc_port)
+            try:
+                self._start_grpc(grpc_port)
+            except BaseException:
+                self.stop()
+                raise
 
     def _start_grpc(self, port):
         from concurrent import futures
 
         import grpc
 
-        options = [(f"grpc.max_{way}_message_length", MAX_GRPC_MESSAGE) for way in ("receive", "send")]
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
-        servicer, add_servicer = grpc_servicer(self.servables)
+        workers = self.limits.max_concurrent + self.limits.max_waiting  # the rest: RESOURCE_EXHAUSTED
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=self.limits.grpc_options(),
+                                 maximum_concurrent_rpcs=workers)
+        servicer, add_servicer = grpc_servicer(self.servables, self.limits, self.admission)
         add_servicer(servicer, self._grpc)
-        self.grpc_target = f"{HOST}:{self._grpc.add_insecure_port(f'{HOST}:{port}')}"
+        try:
+            self.grpc_target = f"{HOST}:{self._grpc.add_insecure_port(f'{HOST}:{port}')}"
+        except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+            raise OSError(f"Cannot listen for gRPC on {HOST}:{port}: {str(err).split(';')[0]}") from None
         self._grpc.start()
 
     def stop(self):
@@ -293,14 +367,37 @@ class StandInServer:
             self._grpc.stop(grace=None)
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export-dir", required=True, help="the TF Serving model folder, e.g. serving/draw")
     parser.add_argument("--model-name", default="draw")
-    parser.add_argument("--rest-port", type=int, default=8501)
-    parser.add_argument("--grpc-port", type=int, default=None)
-    args = parser.parse_args(argv)
-    server = StandInServer(args.export_dir, args.model_name, args.rest_port, args.grpc_port)
+    parser.add_argument("--rest-port", type=int, default=8501, help="0: any free port (default: %(default)s)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="0: any free port (default: no gRPC)")
+    add_limit_flags(parser)
+    return parser.parse_args(argv)
+
+
+def checked_limits(args):
+    """The Limits of the command line, or ValueError (one line) for a value no user can mean."""
+    if not os.path.isdir(args.export_dir):
+        raise ValueError(f"No such folder. Received: --export-dir={args.export_dir!r}")
+    if not MODEL_NAME.fullmatch(args.model_name):
+        raise ValueError(f"--model-name must be letters, digits, '_', '.' or '-'. Received: {args.model_name!r}")
+    for flag, port in (("--rest-port", args.rest_port), ("--grpc-port", args.grpc_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise ValueError(f"{flag} must be a port from 0 (any free one) to 65535. Received: {flag}={port}")
+    if args.grpc_port and args.grpc_port == args.rest_port:
+        raise ValueError(f"--rest-port and --grpc-port must differ. Received: both {args.rest_port}")
+    return limits_from_args(args)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        server = StandInServer(args.export_dir, args.model_name, args.rest_port, args.grpc_port, checked_limits(args))
+    except (ValueError, OSError) as err:  # a bad flag, a port in use
+        print(f"stand_in_server.py: error: {err}", file=sys.stderr)
+        return 2
     print(f"Stand-in (not TensorFlow Serving) for {args.export_dir}: REST {server.rest_url}"
           + (f", gRPC {server.grpc_target}" if server.grpc_target else ""), flush=True)
     try:

@@ -20,6 +20,12 @@ graph's own checks fold away at trace time, and TF Serving does not check a requ
 declared shape. So the graph checks every input itself, one check after another, and rejects a
 bad request with InvalidArgument naming the input and the shape it expects (wrong rank or size,
 NaN or infinity, pixels outside [0, 1]). Every op is a stock TensorFlow op: no py_function.
+
+A request's batch is capped (`max_batch`, default MAX_BATCH rows): TF Serving itself sets no
+limit, and the memory of one request grows with its rows (the noise, the activations, the answer
+that TF Serving turns into JSON: at the mnist preset ~155 KB a row of `generate_seeded`, 200 KB of
+canvases a row of `draw`), so one request of 100,000 seeds would take a server's memory. The cap
+is checked first, before any noise is drawn or any pass runs.
 """
 
 import os
@@ -30,6 +36,8 @@ import tensorflow as tf
 from keras_draw.filterbank import filter_centres, pixel_coordinates
 from keras_draw.files import atomic_path
 from keras_draw.layers.attention_window import unpack_window
+
+MAX_BATCH = 1024  # rows per request, by default (see the module's docstring)
 
 # The exported signatures, besides `serving_default` (the same as `generate`).
 SIGNATURES = (
@@ -66,16 +74,23 @@ def _checked(x, checks):
         return tf.identity(x)
 
 
-def check_input(x, name, expected, description, pixels=False):
+def check_input(x, name, expected, description, pixels=False, max_batch=None):
     """x after checks of its shape (`expected`, None for any size) and values, with static shape.
 
     `description` spells the expected shape for the message, e.g. "(batch, T, latent_dim) =
-    (batch, 64, 100)". Floats must be finite; with `pixels`, in [0, 1] too.
+    (batch, 64, 100)". With `max_batch`, the first dimension is at most that. Floats must be
+    finite; with `pixels`, in [0, 1] too.
     """
     checks = [(
         lambda: _shape_matches(x, expected),
         lambda: [f"{name} must have shape {description}. Received shape:", tf.shape(x)],
     )]
+    if max_batch is not None:
+        checks.append((
+            lambda: tf.shape(x, out_type=tf.int64)[0] <= max_batch,
+            lambda: [f"{name} has more rows than the {max_batch} this model serves per request (the max_batch of "
+                     "its export): send several smaller requests. Received rows:", tf.shape(x)[0]],
+        ))
     if x.dtype.is_floating:
         checks.append((
             lambda: tf.reduce_all(tf.math.is_finite(x)),
@@ -124,11 +139,11 @@ def window_box(window, n):
 class DrawServing(tf.Module):
     """The signatures of a `Draw` as `tf.function`s, with the model's variables tracked."""
 
-    def __init__(self, model):
+    def __init__(self, model, max_batch=MAX_BATCH):
         super().__init__(name="draw_serving")
         self.model_variables = list(model.variables)  # saved into variables/
         # The model is held in closures, not attributes: only its variables go into the export.
-        self._functions = self._no_dependency(_signature_functions(model))
+        self._functions = self._no_dependency(_signature_functions(model, max_batch))
 
     def signatures(self):
         """{signature name: concrete function}, `serving_default` (= `generate`) included."""
@@ -166,15 +181,17 @@ def _model_passes(model):
     return {"generate": generate, "draw": draw, "reconstruct": reconstruct, "elbo": elbo}
 
 
-def _signature_functions(model):
-    """{name: tf.function} of the eight signatures: each pass from `noise` and from `seed`."""
+def _signature_functions(model, max_batch):
+    """{name: tf.function} of the eight signatures: each pass from `noise` and from `seed`, of at
+    most `max_batch` rows (checked on the first input of each)."""
     t, z = model.num_steps, model.latent_dim
     passes = _model_passes(model)
     spec = lambda name, dtype: tf.TensorSpec(None, dtype, name=name)  # unknown rank: see the top
 
     def checked_images(images):
         description = "(batch, height, width, channels) = (batch, {}, {}, {})".format(*model.image_shape)
-        return check_input(images, "images", [None, *model.image_shape], description, pixels=True)
+        return check_input(images, "images", [None, *model.image_shape], description, pixels=True,
+                           max_batch=max_batch)
 
     def batch_of(x):
         return (None, "") if x is None else (tf.shape(x)[0], ", with the batch size of images")
@@ -182,11 +199,12 @@ def _signature_functions(model):
     def checked_noise(noise, x=None):
         batch, same = batch_of(x)
         description = f"(batch, T, latent_dim) = (batch, {t}, {z}){same}"
-        return check_input(noise, "noise", [batch, t, z], description)
+        return check_input(noise, "noise", [batch, t, z], description, max_batch=max_batch if x is None else None)
 
     def noise_of_seed(seed, x=None):
         batch, same = batch_of(x)
-        seed = check_input(seed, "seed", [batch], f"(batch,), one integer per row{same}")
+        seed = check_input(seed, "seed", [batch], f"(batch,), one integer per row{same}",
+                           max_batch=max_batch if x is None else None)
         return noise_from_seeds(seed, t, z)
 
     noise_spec, seed_spec = spec("noise", tf.float32), spec("seed", tf.int64)
@@ -244,6 +262,10 @@ def _with_boxes(outputs, model):
 # === Export ===
 
 
+class ExportWriteError(OSError):
+    """Writing a version failed (a full disk, a quota, permissions); nothing was left half-written."""
+
+
 def next_version(export_dir):
     """One more than the highest integer version folder in `export_dir` (1 when none)."""
     if not os.path.isdir(export_dir):
@@ -252,8 +274,10 @@ def next_version(export_dir):
     return max(versions, default=0) + 1
 
 
-def export(model, export_dir, version=None):
+def export(model, export_dir, version=None, max_batch=MAX_BATCH):
     """Writes `model` as version `version` (default: the next) of a TF Serving model folder.
+
+    Every signature refuses a request of more than `max_batch` rows (InvalidArgument).
 
     The SavedModel is written into a hidden folder inside `export_dir` (".partial-*", which TF
     Serving ignores: it only loads folders named by an integer) and renamed into place whole,
@@ -261,6 +285,10 @@ def export(model, export_dir, version=None):
 
     Returns:
         The path of the version folder, `<export_dir>/<version>`.
+
+    Raises:
+        ExportWriteError: the write failed (e.g. no space left on device); the partial copy is
+            removed, and so is `export_dir` if this call created it and it is empty.
     """
     if version is None:
         version = next_version(export_dir)
@@ -269,10 +297,32 @@ def export(model, export_dir, version=None):
     path = os.path.join(os.fspath(export_dir), str(version))
     if os.path.exists(path):
         raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
+    created = not os.path.isdir(export_dir)
     os.makedirs(export_dir, exist_ok=True)
-    module = DrawServing(model)
-    with atomic_path(path) as temporary:
-        tf.saved_model.save(module, temporary, signatures=module.signatures())
-        if os.path.exists(path):  # another export took the version meanwhile
-            raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 2**31 - 1:
+        raise ValueError(f"max_batch must be a positive integer. Received: max_batch={max_batch!r}")
+    module = DrawServing(model, max_batch)
+    try:
+        with atomic_path(path) as temporary:
+            tf.saved_model.save(module, temporary, signatures=module.signatures())
+            if os.path.exists(path):  # another export took the version meanwhile
+                raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
+    except FileExistsError:
+        raise
+    except (OSError, tf.errors.OpError) as err:  # TensorFlow's file writes raise OpErrors (ENOSPC: ResourceExhausted)
+        if created and not os.listdir(export_dir):
+            os.rmdir(export_dir)
+        raise _write_error(err, path) from err
     return path
+
+
+def _write_error(err, path):
+    """An ExportWriteError saying why writing `path` failed, and that nothing was left behind."""
+    if isinstance(err, OSError):
+        reason = os.strerror(err.errno) if err.errno else str(err)
+    else:
+        reason = next((line for line in err.message.splitlines() if line.strip()), type(err).__name__)
+    error = ExportWriteError(f"Cannot write {path}: {reason.strip()}. Nothing was left half-written: the partial "
+                             "copy was removed, and TF Serving sees no new version.")
+    error.errno = getattr(err, "errno", None)
+    return error

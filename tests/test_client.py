@@ -244,3 +244,41 @@ def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "seeds 4..5" in result.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["generate", "--count", "0"], "--count must be from 1 to 1024 (the rows of one request). Received: --count=0"),
+    (["generate", "--count", "100000"], "--count must be from 1 to 1024"),
+    (["draw", "--count", "-3"], "--count must be from 1 to 1024"),
+    (["generate", "--seed", str(2**63)], "--seed must be a 64-bit integer"),
+    (["generate", "--url", "http://127.0.0.1:99999"], "--url must be http://HOST[:PORT], a port from 1 to 65535"),
+    (["generate", "--url", "localhost:8501"], "--url must be http://HOST[:PORT]"),
+    (["generate", "--grpc", "localhost"], "--grpc must be HOST:PORT"),
+    (["generate", "--grpc", "localhost:0"], "--grpc must be HOST:PORT, a port from 1 to 65535"),
+    (["generate", "--timeout", "0"], "--timeout must be seconds, more than 0"),
+    (["generate", "--timeout", "nan"], "--timeout must be seconds"),
+    (["generate", "--version", "0"], "--version must be a positive integer"),
+    (["generate", "--model", "draw/../x"], "--model must be letters, digits"),
+    (["elbo", "--images", "x.npy", "--seed", str(-2**63 - 1)], "--seed must be a 64-bit integer"),
+])
+def test_command_line_refuses_flags_no_user_can_mean_before_any_request(tmp_path, capsys, flags, message):
+    command, *rest = flags
+    out = ["--out", str(tmp_path / "g.png")] if command in ("generate", "draw") else []
+    # A request would fail with status 1 ("Cannot reach"): status 2 means none was sent.
+    url = [] if "--url" in rest else ["--url", f"http://127.0.0.1:{closed_port()}"]
+    assert draw_client.main([command, *rest, *out, *url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("client.py: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_command_line_refuses_an_out_path_it_cannot_write_before_the_request(tmp_path, capsys):
+    for out in (tmp_path / "missing" / "g.png", tmp_path):
+        assert draw_client.main(["generate", "--out", str(out), "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
+        assert "--out must be a file in an existing folder" in capsys.readouterr().err
+
+
+def test_command_line_refuses_more_images_than_one_request_takes(tmp_path, capsys):
+    np.save(tmp_path / "many.npy", np.zeros((1025, 28, 28), np.float32))
+    assert draw_client.main(["elbo", "--images", str(tmp_path / "many.npy"), "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
+    assert "--images hold 1025 images; one request takes at most 1024" in capsys.readouterr().err

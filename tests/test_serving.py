@@ -8,12 +8,14 @@ input; the signatures compute what the model computes.
 """
 
 import contextlib
+import errno
 import io
 import json
 import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -333,6 +335,11 @@ BAD_REQUESTS = [  # (signature, inputs, message)
      NOISE + r", with the batch size of images\. Received shape:\] \[3 3 4\]"),
     ("elbo_seeded", {"images": zeros(2, 28, 28, 1), "seed": SEEDS[:1]},
      r"seed must have shape \(batch,\), one integer per row, with the batch size of images"),
+    # More rows than the export's max_batch (1024), refused before any noise is drawn.
+    ("generate_seeded", {"seed": np.arange(1025)}, r"seed has more rows than the 1024 this model serves per "
+                                                   r"request \(the max_batch of its export\).*Received rows:\] \[1025\]"),
+    ("draw", {"noise": zeros(1025, T, Z)}, r"noise has more rows than the 1024"),
+    ("elbo_seeded", {"images": zeros(1025, 28, 28, 1), "seed": np.arange(1025)}, r"images has more rows than the 1024"),
 ]
 
 
@@ -345,12 +352,15 @@ def test_bad_requests_fail_with_invalid_argument_naming_the_input(exported, sign
 def test_export_command_line_exports_a_preset_with_weights(exported, tmp_path):
     weights = tmp_path / "tiny.weights.h5"
     exported.model.save_weights(weights)
-    status = export_cli.main(["--preset", "tiny", "--weights", str(weights), "--export-dir", str(tmp_path / "draw")])
+    status = export_cli.main(["--preset", "tiny", "--weights", str(weights), "--export-dir", str(tmp_path / "draw"),
+                              "--max-batch", "2"])
     assert status == 0
     signatures = tf.saved_model.load(str(tmp_path / "draw" / "1")).signatures
     noise = RNG.standard_normal((2, T, Z)).astype(np.float32)
     np.testing.assert_allclose(signatures["generate"](noise=tf.constant(noise))["images"],
                                exported.signatures["generate"](noise=tf.constant(noise))["images"], atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"more rows than the 2 this model serves"):
+        signatures["generate_seeded"](seed=tf.constant([1, 2, 3], tf.int64))
 
 
 def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, capsys):
@@ -360,10 +370,11 @@ def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, c
     for argv, message in [
         (["--model", str(tmp_path / "missing.keras")], "No such model file"),
         (["--model", str(tmp_path / "model.h5")], "must be a .keras file"),
-        (["--model", str(tmp_path / "broken.keras")], "Cannot load"),
+        (["--model", str(tmp_path / "broken.keras")], "is not a .keras file: not a zip archive"),
         (["--model", model_file, "--version", "1"], "Version 1 already exists"),
         (["--model", model_file, "--version", "0"], "must be a positive integer"),
         (["--preset", "tiny"], "--preset needs --weights"),
+        (["--model", model_file, "--max-batch", "0"], "--max-batch must be a positive integer"),
         (["--preset", "tiny", "--weights", "svhn"], "No shipped weights for preset 'tiny'"),
         (["--preset", "huge", "--weights", "binarized_mnist"], "Unknown preset: 'huge'"),
         (["--model", model_file, "--weights", "binarized_mnist"], "--weights goes with --preset"),
@@ -372,3 +383,89 @@ def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, c
         err = capsys.readouterr().err
         assert err.startswith("export.py: error: ") and message in err and err.count("\n") == 1, err
     assert sorted(os.listdir(export_dir)) == ["1"]
+
+
+def test_export_command_line_names_what_is_wrong_with_a_model_file(exported, tmp_path, capsys):
+    import keras
+
+    good = (exported.folder / "model.keras").read_bytes()
+    (tmp_path / "random.keras").write_bytes(np.random.default_rng(0).bytes(5000))
+    (tmp_path / "truncated.keras").write_bytes(good[: len(good) // 2])
+    (tmp_path / "empty.keras").write_bytes(b"")
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "dense.keras")
+    (tmp_path / "folder.keras").mkdir()
+    with zipfile.ZipFile(exported.folder / "model.keras") as source, zipfile.ZipFile(tmp_path / "weights.keras", "w") as copy:
+        for name in source.namelist():  # a Draw's config with damaged weights
+            copy.writestr(name, b"not HDF5" if name.endswith(".h5") else source.read(name))
+    for name, message in [
+        ("random.keras", "is not a .keras file: not a zip archive (random bytes, or a truncated or empty file)"),
+        ("truncated.keras", "is not a .keras file: not a zip archive"),
+        ("empty.keras", "is not a .keras file: not a zip archive"),
+        ("dense.keras", "holds a Keras Sequential (module keras), not a keras_draw Draw"),
+        ("folder.keras", "The model is a folder, not a .keras file"),
+        ("weights.keras", "Cannot load"),
+    ]:
+        assert export_cli.main(["--model", str(tmp_path / name), "--export-dir", str(tmp_path / "draw")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("export.py: error: ") and message in err and err.count("\n") == 1, err
+        assert "No such model file" not in err
+    assert not (tmp_path / "draw").exists()
+
+
+def test_export_command_line_refuses_an_export_dir_that_cannot_be_one(exported, tmp_path, capsys):
+    model_file = str(exported.folder / "model.keras")
+    (tmp_path / "notes.txt").write_text("a file")
+    for export_dir, message in [
+        ("", "The export directory must be a path. Received: --export-dir=''"),
+        (str(tmp_path / "notes.txt"), "The export directory is not a directory"),
+        (str(tmp_path / "notes.txt" / "draw"), "would lie under"),
+        (str(tmp_path / "notes.txt" / "a" / "b"), "a file, not a folder"),
+    ]:
+        for source in (["--model", model_file], ["--preset", "tiny", "--weights", "binarized_mnist"]):
+            assert export_cli.main([*source, "--export-dir", export_dir]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("export.py: error: ") and message in err and err.count("\n") == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def no_space(module, path, signatures):
+    """tf.saved_model.save on a disk that fills up halfway through the version."""
+    os.makedirs(os.path.join(path, "variables"))
+    Path(path, "saved_model.pb").write_bytes(b"half")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def no_space_in_tensorflow(module, path, signatures):
+    """The same in TensorFlow's file writes, which raise ResourceExhausted for ENOSPC."""
+    os.makedirs(os.path.join(path, "variables"))
+    raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables.index; No space left on device")
+
+
+@pytest.mark.parametrize("save", [no_space, no_space_in_tensorflow])
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_full_disk_during_export_leaves_nothing_and_says_so_in_one_line(exported, tmp_path, monkeypatch,
+                                                                           capsys, save, existing):
+    export_dir = tmp_path / "draw"
+    if existing:
+        (export_dir / "1").mkdir(parents=True)  # a version already served
+    monkeypatch.setattr(serving.DrawServing, "signatures", lambda self: {})  # skip the tracing
+    monkeypatch.setattr(tf.saved_model, "save", save)
+    assert export_cli.main(["--model", str(exported.folder / "model.keras"), "--export-dir", str(export_dir)]) == 2
+    err = capsys.readouterr().err
+    version = export_dir / ("2" if existing else "1")
+    assert err.startswith(f"export.py: error: Cannot write {version}: ") and err.count("\n") == 1, err
+    assert "No space left on device" in err and "Nothing was left half-written" in err
+    assert "Traceback" not in err
+    if existing:
+        assert os.listdir(export_dir) == ["1"]  # no "2", no ".partial-*"
+    else:
+        assert not export_dir.exists()  # the folder this export created is gone too
+
+
+def test_export_raises_an_export_write_error_with_the_errno(exported, tmp_path, monkeypatch):
+    monkeypatch.setattr(serving.DrawServing, "signatures", lambda self: {})
+    monkeypatch.setattr(tf.saved_model, "save", no_space)
+    with pytest.raises(serving.ExportWriteError) as error:
+        serving.export(exported.model, tmp_path / "draw", version=3)
+    assert isinstance(error.value, OSError) and error.value.errno == errno.ENOSPC
+    assert not (tmp_path / "draw").exists()
