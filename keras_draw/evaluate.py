@@ -192,18 +192,21 @@ def bits_per_dim(nats, dimensions):
 
 
 def check_options(split, importance_samples, batch_size, max_images, importance_batch_size):
-    """Raises ValueError, quoting the value, for an option that cannot work."""
+    """Raises ValueError, quoting the value, for an option that cannot work or cannot be meant
+    (a batch beyond any split, K beyond what any machine evaluates)."""
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(SPLITS)}. Received: split={split!r}")
-    for name, value, minimum in (
-        ("importance_samples", importance_samples, 0),
-        ("batch_size", batch_size, 1),
-        ("importance_batch_size", importance_batch_size, 1),
-        ("max_images", 1 if max_images is None else max_images, 1),
+    for name, value, minimum, maximum in (
+        ("importance_samples", importance_samples, 0, 10**6),
+        ("batch_size", batch_size, 1, 2**16),
+        ("importance_batch_size", importance_batch_size, 1, 2**20),
+        ("max_images", 1 if max_images is None else max_images, 1, None),
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             kind = "a non-negative" if minimum == 0 else "a positive"
             raise ValueError(f"`{name}` must be {kind} integer. Received: {name}={value!r}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"`{name}` must be at most {maximum:,}. Received: {name}={value!r}")
 
 
 def check_output_file(path):
@@ -249,14 +252,22 @@ def _checked_batches(model, batches, max_images):
             return
 
 
-def run_dataset(model_path):
-    """The dataset of the run that saved `model_path`, from its config.json; None without one."""
+def run_data(model_path, args):
+    """(dataset, data_dir, manual_dir): the flags' `args.dataset`, `args.data_dir` and
+    `args.manual_dir`, each defaulting to the run's, from the config.json beside `model_path`
+    (None where neither says). The run's folders are taken only where they exist from here (they
+    were written relative to where train.py ran), its manual_dir only for its own dataset."""
     config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
     try:
         with open(config) as f:
-            return json.load(f)["options"]["dataset"]
+            options = json.load(f)["options"]
+        options = options if isinstance(options, dict) else {}
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        options = {}
+    folder = lambda key: options.get(key) if isinstance(options.get(key), str) and os.path.isdir(options[key]) else None
+    dataset = args.dataset or (options.get("dataset") if isinstance(options.get("dataset"), str) else None)
+    manual_dir = folder("manual_dir") if dataset == options.get("dataset") else None
+    return dataset, args.data_dir or folder("data_dir"), args.manual_dir or manual_dir
 
 
 def summary(result):
@@ -313,7 +324,7 @@ def main(argv=None):
         )
         if not os.path.isfile(args.model):
             raise ValueError(f"Model file not found. Received: --model={args.model!r}")
-        dataset = args.dataset or run_dataset(args.model)
+        dataset, data_dir, manual_dir = run_data(args.model, args)
         if dataset is None:
             raise ValueError("No --dataset given, and no config.json naming one beside the model.")
         out = args.out or os.path.join(
@@ -326,8 +337,8 @@ def main(argv=None):
             split=args.split,
             importance_samples=args.importance_samples,
             batch_size=args.batch_size,
-            data_dir=args.data_dir,
-            manual_dir=args.manual_dir,
+            data_dir=data_dir,
+            manual_dir=manual_dir,
             max_images=args.max_images,
             seed=args.seed,
             importance_batch_size=args.importance_batch_size,

@@ -51,6 +51,8 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
         state = json.load(f)
     options = TrainOptions(**config["options"])
     preset, dataset = options.preset, options.dataset
+    existing = lambda folder: folder if folder and os.path.isdir(folder) else None
+    data_dir, manual_dir = data_dir or existing(options.data_dir), manual_dir or existing(options.manual_dir)
     differing = {k: v for k, v in presets.get(preset).items() if config["model"].get(k) != v}
     if differing:
         raise ValueError(f"The run's model is not the {preset!r} preset ({differing}); only presets are published.")
@@ -185,8 +187,8 @@ def plot_learning_curves(history, path, title="", paper_figure=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a training run's output directory")
-    parser.add_argument("--manual-dir", default=None)
-    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--manual-dir", default=None, help="default: the run's (config.json), where it exists")
+    parser.add_argument("--data-dir", default=None, help="default: the run's (config.json), where it exists")
     parser.add_argument("--importance-samples", type=int, default=1000)
     parser.add_argument("--importance-images", type=int, default=500, help="test images of the K-sample bound")
     parser.add_argument("--keep-checkpoint", action="store_true",
@@ -194,6 +196,13 @@ def main(argv=None):
     parser.add_argument("--paper-figure", type=float, default=None, help="the paper's negative ELBO, drawn on the plot")
     args = parser.parse_args(argv)
     try:
+        if not os.path.isdir(args.run_dir):
+            raise ValueError(f"No such run folder. Received: {args.run_dir!r}")
+        evaluate.check_options("test", args.importance_samples, 100, None, 1000)
+        if args.importance_images < 1:
+            raise ValueError(f"--importance-images must be positive. Received: --importance-images={args.importance_images}")
+        if args.paper_figure is not None and not np.isfinite(args.paper_figure):
+            raise ValueError(f"--paper-figure must be a finite number. Received: --paper-figure={args.paper_figure}")
         summary = publish(args.run_dir, args.manual_dir, args.data_dir, args.importance_samples,
                           args.importance_images, args.paper_figure, keep_checkpoint=args.keep_checkpoint)
     except (OSError, KeyError, ValueError) as err:

@@ -26,7 +26,7 @@ if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start
 import numpy as np
 
 from keras_draw import animation, datasets
-from keras_draw.evaluate import SPLITS, load_model, run_dataset
+from keras_draw.evaluate import SPLITS, load_model, run_data
 from keras_draw.images import save_grid
 
 PICTURES = {
@@ -142,9 +142,9 @@ def main(argv=None):
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise ValueError(f"`--out` exists and is not a folder. Received: --out={out_dir!r}")
         images = None
-        dataset = None if args.no_reconstructions else args.dataset or run_dataset(args.model)
+        dataset, data_dir, manual_dir = (None, None, None) if args.no_reconstructions else run_data(args.model, args)
         if dataset is not None:
-            images = dataset_images(dataset, args.split, data_dir=args.data_dir, manual_dir=args.manual_dir)
+            images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
         paths = write_pictures(args.model, out_dir, images, seed=args.seed, num_images=args.num_images)
     except (ValueError, datasets.DatasetUnavailableError) as err:
         return console.fail("visualize", err)

@@ -5,7 +5,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
 import contextlib  # noqa: E402
+import fcntl  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -19,22 +22,55 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: subprocess, notebook, distribution or end-to-end test")
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state (Python, numpy, TensorFlow, Keras): a model's
+    initial weights are drawn from it wherever a test does not seed them itself."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
+def shared_folder(tmp_path_factory, name, make):
+    """A folder that `make(folder)` fills once per test run, shared by pytest-xdist's workers
+    (the first to ask makes it, under a file lock; the others wait, then read it), with the JSON
+    value `make` returned."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, common to this run's workers (popen-gw0/, popen-gw1/, ...)
+    folder, done = base / name, base / f"{name}.json"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the worker dies
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that died half-way left
+            folder.mkdir()
+            done.write_text(json.dumps(make(folder)))
+    return folder, json.loads(done.read_text())
+
+
+def _build(name, **kwargs):
+    """make() for `shared_folder`: tfds builds `name` into the folder; returns what it printed."""
+    def make(data_dir):
+        from keras_draw import datasets
+
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            datasets.load(name, data_dir=data_dir, **kwargs)
+        return [stdout.getvalue(), stderr.getvalue()]
+    return make
+
+
 @pytest.fixture(scope="session")
 def mnist_build(tmp_path_factory):
-    """`mnist` built once per session from the bundled files into a fresh tfds data dir, and what
-    the build printed: (data_dir, stdout, stderr)."""
-    from keras_draw import datasets
-
-    data_dir = tmp_path_factory.mktemp("tfds_mnist")
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        datasets.load("mnist", data_dir=data_dir)
-    return str(data_dir), stdout.getvalue(), stderr.getvalue()
+    """`mnist` built once per test run from the bundled files into a fresh tfds data dir, and
+    what the build printed: (data_dir, stdout, stderr)."""
+    data_dir, (stdout, stderr) = shared_folder(tmp_path_factory, "tfds_mnist", _build("mnist"))
+    return str(data_dir), stdout, stderr
 
 
 @pytest.fixture(scope="session")
 def mnist_data_dir(mnist_build):
-    """A tfds data dir holding `mnist`, built once per session from the bundled files."""
+    """A tfds data dir holding `mnist`, built once per test run from the bundled files."""
     return mnist_build[0]
 
 
@@ -48,12 +84,9 @@ def binarized_mnist_files():
 
 @pytest.fixture(scope="session")
 def binarized_mnist_data_dir(tmp_path_factory, binarized_mnist_files):
-    """A tfds data dir holding `binarized_mnist`, built once from shared/data (~20 s)."""
-    from keras_draw import datasets
-
-    data_dir = tmp_path_factory.mktemp("tfds_binarized_mnist")
-    datasets.load("binarized_mnist", data_dir=data_dir, manual_dir=binarized_mnist_files)
-    return str(data_dir)
+    """A tfds data dir holding `binarized_mnist`, built once per test run from shared/data (~20 s)."""
+    make = _build("binarized_mnist", manual_dir=binarized_mnist_files)
+    return str(shared_folder(tmp_path_factory, "tfds_binarized_mnist", make)[0])
 
 
 # The options of `tiny_run`: two epochs of one step each, without XLA (the fastest start).
@@ -62,13 +95,14 @@ TINY_RUN = dict(preset="tiny", epochs=2, steps_per_epoch=1, jit_compile="off", s
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, mnist_data_dir):
-    """A finished `keras_draw.train` run of `TINY_RUN` (on the bundled MNIST), made once per
-    session: tests that need a run's files or checkpoint copy it with `copy_run`."""
-    from keras_draw.training import train
+    """A finished `keras_draw.train` run of `TINY_RUN` (on the bundled MNIST), made once per test
+    run: tests that need a run's files or checkpoint copy it with `copy_run`."""
+    def make(folder):
+        from keras_draw.training import train
 
-    output_dir = tmp_path_factory.mktemp("tiny_run") / "run"
-    train(**TINY_RUN, data_dir=mnist_data_dir, output_dir=str(output_dir), verbose=0)
-    return output_dir
+        train(**TINY_RUN, data_dir=mnist_data_dir, output_dir=str(folder / "run"), verbose=0)
+
+    return shared_folder(tmp_path_factory, "tiny_run", make)[0] / "run"
 
 
 @pytest.fixture

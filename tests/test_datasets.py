@@ -1,13 +1,14 @@
 """Tests for keras_draw.datasets: offline, against the bundled MNIST and tfds mock data."""
 
 import re
+import socket
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_draw import datasets
+from keras_draw import datasets, offline
 
 
 def first_batches(ds, count=3):
@@ -128,7 +129,9 @@ def uint8_ramp(num_images, shape=(32, 32, 3)):
 
 
 @pytest.mark.parametrize("name", ["svhn", "cifar10"])
-def test_colour_datasets_are_scaled_once(name, tmp_path):
+def test_colour_datasets_are_scaled_once(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(offline, "unreachable", lambda url: None)  # as online: mock_data downloads nothing
+
     def fake_split(*args, **kwargs):  # replaces the builder's reading of a split
         return tf.data.Dataset.from_tensor_slices({"image": uint8_ramp(10)})
 
@@ -245,3 +248,44 @@ def test_epoch_batches_binarize_each_pixel_as_a_bernoulli_of_its_intensity(mnist
     z = (samples.mean(axis=0)[grey] - p[grey]) / np.sqrt(p[grey] * (1 - p[grey]) / n)
     assert grey.sum() > 1000
     assert abs(z.mean()) < 0.1 and 0.85 < z.var() < 1.15  # standardised frequencies: N(0, 1)
+
+
+@pytest.mark.parametrize("error", [socket.gaierror(-3, "Temporary failure in name resolution"),
+                                   TimeoutError("timed out"), ConnectionRefusedError(111, "Connection refused")])
+def test_offline_a_missing_dataset_fails_at_once_without_trying_the_download(tmp_path, monkeypatch, error):
+    attempts = []
+
+    def no_network(address, timeout):
+        attempts.append((address, timeout))
+        raise error
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", lambda *a, **k: pytest.fail("downloaded"))
+    for variable in offline.PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(datasets.DatasetUnavailableError) as info:
+        datasets.load("svhn", data_dir=tmp_path)
+    message = str(info.value)
+    assert attempts == [(("ufldl.stanford.edu", 80), offline.TIMEOUT_S)]
+    assert message.startswith("Dataset 'svhn' is not prepared and could not be built: cannot ") and "\n" not in message
+    assert "ufldl.stanford.edu" in message and "--manual-dir" in message
+    assert "so this machine seems offline. To build it offline" in message
+
+
+def test_a_reachable_server_or_a_proxy_lets_tfds_download(tmp_path, monkeypatch):
+    opened = []
+
+    class Connection:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: opened.append(address) or Connection())
+    for variable in offline.PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert offline.unreachable("https://www.cs.toronto.edu/~kriz/") is None
+    assert opened == [("www.cs.toronto.edu", 443)]
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert offline.unreachable("https://www.cs.toronto.edu/~kriz/") is None and len(opened) == 1  # not probed

@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 from keras_draw import Draw, losses
 from keras_draw import evaluate as evaluate_module
-from keras_draw.evaluate import NON_BINARY_NOTE, evaluate, log_importance_weights, main, per_image_bounds
+from keras_draw.evaluate import NON_BINARY_NOTE, evaluate, log_importance_weights, main, per_image_bounds, run_data
 
 
 def block_patterns(count, seed, flip=0.0, size=28):
@@ -132,8 +133,9 @@ def test_command_line_writes_json_next_to_the_model(trained_model, mnist_data_di
     run = tmp_path / "run"
     run.mkdir()
     trained_model.save(run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"options": {"dataset": "mnist"}}))  # as train.py writes
-    argv = ["--model", str(run / "model.keras"), "--data-dir", mnist_data_dir, "--max-images", "40", "--importance-samples", "3"]
+    options = {"dataset": "mnist", "data_dir": mnist_data_dir, "manual_dir": None}  # as train.py writes them
+    (run / "config.json").write_text(json.dumps({"options": options}))
+    argv = ["--model", str(run / "model.keras"), "--max-images", "40", "--importance-samples", "3"]
     assert main(argv) == 0
     result = json.loads((run / "evaluation_mnist_test.json").read_text())
     assert result["num_images"] == 40 and result["importance_samples"] == 3
@@ -141,11 +143,34 @@ def test_command_line_writes_json_next_to_the_model(trained_model, mnist_data_di
     assert "negative ELBO" in printed and f"{result['negative_elbo']:.2f}" in printed
 
 
+def test_the_run_gives_the_dataset_and_folders_the_flags_leave_out(tmp_path):
+    model = tmp_path / "model.keras"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "files").mkdir()
+    config = {"dataset": "binarized_mnist", "data_dir": str(tmp_path / "data"), "manual_dir": str(tmp_path / "files")}
+    (tmp_path / "config.json").write_text(json.dumps({"options": config}))
+    flags = lambda **given: SimpleNamespace(**{"dataset": None, "data_dir": None, "manual_dir": None, **given})
+    run = config["dataset"], config["data_dir"], config["manual_dir"]
+    assert run_data(model, flags()) == run
+    assert run_data(model, flags(dataset="binarized_mnist")) == run
+    assert run_data(model, flags(dataset="mnist")) == ("mnist", config["data_dir"], None)  # its files are another's
+    assert run_data(model, flags(data_dir="d", manual_dir="m")) == ("binarized_mnist", "d", "m")
+    (tmp_path / "files").rmdir()  # written relative to another folder, or gone: not used
+    assert run_data(model, flags()) == ("binarized_mnist", config["data_dir"], None)
+    for damaged in ("not json", "[]", json.dumps({"options": [1]}), json.dumps({"options": {"dataset": 3}})):
+        (tmp_path / "config.json").write_text(damaged)
+        assert run_data(model, flags()) == (None, None, None)
+    (tmp_path / "config.json").unlink()
+    assert run_data(model, flags(dataset="mnist")) == ("mnist", None, None)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--model", "no/such/model.keras", "--dataset", "mnist"], "Model file not found"),
         (["--model", "m.keras", "--dataset", "mnist", "--importance-samples", "-2"], "importance_samples=-2"),
+        (["--model", "m.keras", "--batch-size", str(10**12)], "`batch_size` must be at most 65,536"),
+        (["--model", "m.keras", "--importance-samples", str(10**9)], "`importance_samples` must be at most 1,000,000"),
     ],
 )
 def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, capsys):

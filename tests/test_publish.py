@@ -1,24 +1,24 @@
 """Publishing a run (keras_draw.publish) and loading weights by name (keras_draw.pretrained)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from keras_draw import Draw, evaluate, presets, pretrained
-from keras_draw.publish import command_line, publish
+from keras_draw.publish import command_line, main, publish
 from keras_draw.training import TrainOptions, train
 
 pytestmark = pytest.mark.slow  # subprocesses and whole runs: the slow tier
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory, mnist_data_dir):
-    run_dir = tmp_path_factory.mktemp("run")
+def published(tmp_path_factory, tiny_run, mnist_data_dir):
+    run_dir = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("run") / "run"))  # 2 epochs of the tiny preset
     root = tmp_path_factory.mktemp("root")
-    train(preset="tiny", epochs=2, steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(run_dir),
-          jit_compile="off", verbose=0)
     summary = publish(str(run_dir), data_dir=mnist_data_dir, importance_samples=2, importance_images=10,
                       paper_figure=80.97, root=str(root), keep_checkpoint=True, max_images=1000)
     return run_dir, root, summary
@@ -99,3 +99,17 @@ def test_corrupt_shipped_weights_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "INDEX", str(tmp_path / "index.json"))
     with pytest.raises(ValueError, match="missing or corrupt"):
         Draw.from_preset("tiny", weights="mnist")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["no/such/run"], "No such run folder. Received: 'no/such/run'"),
+    (["RUN", "--importance-samples", "-1"], "`importance_samples` must be a non-negative integer"),
+    (["RUN", "--importance-images", "0"], "--importance-images must be positive. Received: --importance-images=0"),
+    (["RUN", "--paper-figure", "nan"], "--paper-figure must be a finite number"),
+])
+def test_command_line_refuses_values_no_user_can_mean_before_evaluating(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path) if a == "RUN" else a for a in argv]  # an empty folder: never read
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("publish: error: ") and message in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ import pytest
 from keras_draw import Draw
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, learning_rate_cuts
 from keras_draw.training import train
+from tests.conftest import TINY_RUN
 
 
 def test_a_cut_after_each_run_of_patience_epochs_without_a_new_lowest_loss():
@@ -40,16 +41,15 @@ def test_schedule_sets_and_logs_the_rate_from_the_history():
 
 
 @pytest.mark.slow
-def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(tmp_path, mnist_data_dir, capsys):
+def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(copy_run, mnist_data_dir, capsys):
     # Also: a checkpoint written before an option existed resumes, the option taking its default.
-    options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path),
-                   jit_compile="off", verbose=0)
-    train(epochs=2, **options)
-    state_path = tmp_path / "checkpoint" / "state.json"
+    state_path = copy_run / "checkpoint" / "state.json"  # a finished run of 2 epochs
     state = json.loads(state_path.read_text())
     state["history"][0]["val_loss"] = 0.0  # epoch 1 the best, epoch 2 no better
     del state["config"]["learning_rate"]  # as if written before the option existed
     state_path.write_text(json.dumps(state))
-    _, history = train(epochs=5, early_stopping=1, lr_patience=1, **options)
+    options = {**TINY_RUN, "epochs": 5}
+    _, history = train(**options, early_stopping=1, lr_patience=1, data_dir=mnist_data_dir, output_dir=str(copy_run),
+                       verbose=0)
     assert history.epoch == [0, 1]
     assert "Early stopping: no lower validation loss in the last 1 epochs (lowest 0.00 at epoch 1)" in capsys.readouterr().out

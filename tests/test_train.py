@@ -29,7 +29,11 @@ def load_train_script():
 
 
 @pytest.mark.slow
-def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
+def test_train_writes_every_output_file_and_starts_its_canvas_at_the_training_mean(tmp_path, mnist_data_dir,
+                                                                                 monkeypatch):
+    means = []
+    initialize = Draw.initialize_canvas
+    monkeypatch.setattr(Draw, "initialize_canvas", lambda self, mean: (means.append(np.asarray(mean)), initialize(self, mean)))
     output_dir = tmp_path / "run"
     model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir, log_test=True,
                            output_dir=str(output_dir), export_dir=str(tmp_path / "serving"), verbose=0)
@@ -54,6 +58,11 @@ def test_train_writes_every_output_file(tmp_path, mnist_data_dir):
     loaded = keras.saving.load_model(output_dir / "model.keras")
     np.testing.assert_array_equal(loaded.generate(2, seed=1), model.generate(2, seed=1))
     assert not [p for p in output_dir.iterdir() if p.name.startswith(".partial-")]
+    # A fresh run's c_0 is the training mean; a resumed run keeps its checkpoint's (test_resume.py).
+    images = datasets.training_images("mnist", data_dir=mnist_data_dir)
+    expected = np.mean(np.concatenate([batch.numpy() for batch in images.batch(10_000)]), axis=0)
+    assert len(means) == 1
+    np.testing.assert_allclose(means[0], expected, atol=1e-4)  # float32 sums in another order
 
 
 @pytest.mark.slow
@@ -205,21 +214,6 @@ def test_a_small_model_learns_real_digits(mnist_data_dir):
     print(f"test negative ELBO: {before:.1f} -> {after:.1f} nats")
     assert before > 500  # ~784 ln 2 = 543 nats for an untrained canvas
     assert after < before - 200
-
-
-def test_a_fresh_run_starts_its_canvas_at_the_training_mean(
-        tmp_path, mnist_data_dir, monkeypatch):
-    means = []
-    initialize = Draw.initialize_canvas
-    monkeypatch.setattr(Draw, "initialize_canvas", lambda self, mean: (means.append(np.asarray(mean)), initialize(self, mean)))
-    options = dict(preset="tiny", steps_per_epoch=1, data_dir=mnist_data_dir, output_dir=str(tmp_path / "run"),
-                   jit_compile="off", verbose=0)
-    train(epochs=1, **options)
-    images = datasets.training_images("mnist", data_dir=mnist_data_dir)
-    expected = np.mean(np.concatenate([batch.numpy() for batch in images.batch(10_000)]), axis=0)
-    assert len(means) == 1
-    np.testing.assert_allclose(means[0], expected, atol=1e-4)  # float32 sums in another order
-    # A resumed run keeps its checkpoint's c_0: the exact-resume tests (test_resume.py) check that.
 
 
 def test_the_demo_preset_has_its_own_recipe_and_flags_override_it():

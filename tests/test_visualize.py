@@ -30,6 +30,7 @@ from keras_draw.visualize import main, write_pictures
 
 
 def small(**overrides):
+    keras.utils.set_random_seed(3)  # the initial weights: Draw's seed is its noise's only
     return Draw.from_preset("tiny", seed=3, **overrides)
 
 
@@ -166,10 +167,10 @@ def test_command_line_writes_the_pictures_of_a_saved_model(tmp_path, capsys):
     assert "generated pictures only" in capsys.readouterr().out
 
 
-def test_command_line_reconstructs_the_runs_dataset(tmp_path, mnist_data_dir):
+def test_command_line_reconstructs_the_runs_dataset_from_the_runs_data_dir(tmp_path, mnist_data_dir):
     small().save(tmp_path / "model.keras")
-    (tmp_path / "config.json").write_text(json.dumps({"options": {"dataset": "mnist"}}))
-    assert main(["--model", str(tmp_path / "model.keras"), "--data-dir", mnist_data_dir, "--num-images", "2"]) == 0
+    (tmp_path / "config.json").write_text(json.dumps({"options": {"dataset": "mnist", "data_dir": mnist_data_dir}}))
+    assert main(["--model", str(tmp_path / "model.keras"), "--num-images", "2"]) == 0
     assert (tmp_path / "reconstruction_drawing.gif").is_file() and (tmp_path / "reconstructions.png").is_file()
 
 
