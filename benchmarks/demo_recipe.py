@@ -29,6 +29,8 @@ def parse_args(argv):
     parser.add_argument("--no-attention", action="store_true")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--final-learning-rate", type=float, default=None,
+                        help="cosine decay from --learning-rate to this over the budget (default: constant)")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds of training")
     parser.add_argument("--no-canvas-init", action="store_true", help="c_0 = 0 instead of logit(mean image)")
     parser.add_argument("--unroll", action="store_true", help="Draw.compile(unroll=True)")
@@ -56,7 +58,7 @@ def main(argv=None):
     if not args.no_canvas_init:
         model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=args.unroll)
-    budget = budget_callback(args.budget)
+    budget = budget_callback(args.budget, args.learning_rate, args.final_learning_rate)
     epoch = 0
     while not budget.spent():
         batches = datasets.epoch_batches(images, epoch, args.batch_size, binarize=True, seed=args.seed)
@@ -73,14 +75,24 @@ def main(argv=None):
     }), flush=True)
 
 
-def budget_callback(seconds):
-    """A Keras callback that stops training once `seconds` have passed since the first step."""
+def budget_callback(seconds, learning_rate, final_learning_rate=None):
+    """A Keras callback that stops training once `seconds` have passed since the first step;
+    with `final_learning_rate`, it sets the rate before each step on a cosine from
+    `learning_rate` to that, over the fraction of the budget spent."""
+    import math
+
     import keras
 
     class Budget(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.steps, self.first_step = 0, None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if final_learning_rate is not None and self.first_step is not None:
+                spent = min(self.elapsed() / seconds, 1.0)
+                rate = final_learning_rate + (learning_rate - final_learning_rate) * (1 + math.cos(math.pi * spent)) / 2
+                self.model.optimizer.learning_rate.assign(rate)
 
         def on_train_batch_end(self, batch, logs=None):
             self.first_step = self.first_step or time.monotonic()

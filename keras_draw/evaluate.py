@@ -30,12 +30,9 @@ if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from keras_draw import datasets, losses
 from keras_draw.files import write_json
-
-tfd = tfp.distributions
 
 SPLITS = ("train", "validation", "test")
 
@@ -49,11 +46,7 @@ NON_BINARY_NOTE = (
 def log_importance_weights(model, x, epsilon):
     """log w = log p(x, z) − log q(z | x) of one inference pass with noise ε; shape (batch,)."""
     outputs = model.infer(x, epsilon)
-    z, mu, sigma = outputs["z"], outputs["mu"], tf.exp(outputs["log_sigma"])  # (batch, T, |z|)
-    log_likelihood = -losses.distortion(x, outputs["canvas"])  # log D(x | c_T), eq. 9
-    log_prior = tfd.Normal(tf.zeros_like(z), tf.ones_like(z)).log_prob(z)  # P(Z_t) = N(0, I)
-    log_posterior = tfd.Normal(mu, sigma).log_prob(z)  # Q(Z_t | h^enc_t), eq. 6
-    return log_likelihood + tf.reduce_sum(log_prior - log_posterior, axis=[1, 2])
+    return losses.log_weight(x, outputs["canvas"], outputs["z"], outputs["mu"], outputs["log_sigma"])
 
 
 def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_batch_size=1000):

@@ -29,7 +29,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from keras_draw import datasets, evaluate, presets, pretrained, visualize
+from keras_draw import console, datasets, evaluate, presets, pretrained, visualize
 from keras_draw.draw import Draw
 from keras_draw.files import write_json
 from keras_draw.training import TrainOptions
@@ -206,8 +206,7 @@ def main(argv=None):
         summary = publish(args.run_dir, args.manual_dir, args.data_dir, args.importance_samples,
                           args.importance_images, args.paper_figure, keep_checkpoint=args.keep_checkpoint)
     except (OSError, KeyError, ValueError) as err:
-        print(f"publish: error: {err}", file=sys.stderr)
-        return 2
+        return console.fail("publish", err)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -11,7 +11,6 @@ import shutil
 import tempfile
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_draw import datasets, presets, serving, strategies, visualize

@@ -13,8 +13,19 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 # The original binarized MNIST files; CI runs in a fresh clone with shared/ beside it.
-BINARIZED_MNIST_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
+BINARIZED_MNIST_FILES = ROOT.parent / "shared" / "data" / "binarized_mnist"
+
+
+def load_train_script():
+    """train.py as a module (it is a script, not part of the package), to call its main()."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_configure(config):

@@ -60,3 +60,5 @@ def test_underflowing_filters_stay_finite():
     g_x, g_y, delta, sigma2 = as_batch(-50.0, -50.0, 1.0, 1e-6)
     f_x, f_y = filterbank(g_x, g_y, delta, sigma2, 2, image_height=5, image_width=5)
     assert np.all(np.isfinite(f_x)) and np.all(np.isfinite(f_y))
+    np.testing.assert_array_equal(f_x, 0.0)  # zero rows: the window reads and writes nothing
+    np.testing.assert_array_equal(f_y, 0.0)

@@ -52,11 +52,18 @@ def test_attention_window_follows_eqs_22_to_24():
 
 
 def test_attention_window_bounds_its_log_parameters():
+    # log σ², log δ̃ and log γ are clipped to ±10 before exp: e^±10, never e^±500 (inf or 0).
     layer = AttentionWindow(image_height=5, image_width=5, n=2)
     layer.build((None, 3))
-    set_window_bias(layer, 0.0, 0.0, 500.0, -500.0, 500.0)
-    window = np.asarray(layer(random(1, 3)))
-    assert np.all(np.isfinite(window)) and np.all(window[:, 2:] > 0)
+    stride_scale = (5 - 1) / (2 - 1.0)  # eq. 24's (max(A, B) − 1)/(N − 1)
+    for sign in (1.0, -1.0):
+        set_window_bias(layer, 0.0, 0.0, sign * 500.0, -sign * 500.0, sign * 500.0)
+        _, _, delta, sigma2, gamma = np.asarray(layer(random(1, 3)))[0]
+        np.testing.assert_allclose([sigma2, delta, gamma], [np.exp(sign * 10), stride_scale * np.exp(-sign * 10),
+                                                            np.exp(sign * 10)], rtol=1e-5)
+    set_window_bias(layer, 0.0, 0.0, 9.0, -9.0, 9.0)  # inside the bound: untouched
+    _, _, delta, sigma2, gamma = np.asarray(layer(random(1, 3)))[0]
+    np.testing.assert_allclose([sigma2, delta, gamma], [np.exp(9.0), stride_scale * np.exp(-9.0), np.exp(9.0)], rtol=1e-5)
 
 
 @pytest.mark.parametrize("n", [0, 1])

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, load_train_script
 from keras_draw import Draw, files
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback
 from keras_draw.training import train
@@ -179,15 +179,6 @@ def test_a_full_disk_stops_in_one_line_keeping_the_last_checkpoint(copy_run, mni
     monkeypatch.undo()  # space freed: the run goes on from its checkpoint
     assert train_script.main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(copy_run)]) == 0
     assert epochs_in(copy_run) == [0, 1, 2, 3]
-
-
-def load_train_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -5,10 +5,10 @@ import json
 import keras
 import pytest
 
+from conftest import TINY_RUN
 from keras_draw import Draw
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, learning_rate_cuts
 from keras_draw.training import train
-from tests.conftest import TINY_RUN
 
 
 def test_a_cut_after_each_run_of_patience_epochs_without_a_new_lowest_loss():

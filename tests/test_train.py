@@ -1,9 +1,7 @@
 """train.py and keras_draw.training end to end, on the bundled MNIST and the tiny preset."""
 
 import csv
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import load_train_script
 from keras_draw import Draw, datasets, files
 from keras_draw.training import TrainOptions, build_model, train
 
@@ -19,13 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("model.keras", "config.json", "metrics.csv", "test_metrics.json", "samples.png", "reconstructions.png",
              "drawing.gif", "drawing_steps.png", "reconstruction_drawing.gif", "reconstruction_steps.png")
 TINY = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2"]
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
