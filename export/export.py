@@ -13,10 +13,8 @@ disk), after removing what it had written: a version appears whole or not at all
 """
 
 import argparse
-import json
 import os
 import sys
-import zipfile
 
 
 def parse_args(argv):
@@ -55,46 +53,11 @@ def export_model(model, export_dir, version=None, preset=None, weights=None, max
         return serving.export(Draw.from_preset(preset, weights=weights), export_dir, version, max_batch)
     if weights is not None:
         raise ValueError("--weights goes with --preset; a .keras model holds its weights.")
-    check_model_file(model)
     check_export_dir(export_dir, version)
 
-    import keras
+    from keras_draw.model_file import load_model
 
-    from keras_draw import Draw  # importing keras_draw registers its classes
-
-    try:
-        loaded = keras.saving.load_model(model, compile=False)  # serving needs no optimizer
-    except Exception as err:  # a damaged or foreign file: Keras raises many kinds
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"Cannot load {model!r}: {first_line}") from err
-    if not isinstance(loaded, Draw):
-        raise ValueError(f"The model is not a keras_draw Draw. Received: {type(loaded).__name__}")
-    return serving.export(loaded, export_dir, version, max_batch)
-
-
-def check_model_file(model):
-    """ValueError unless `model` is a .keras archive whose config names a keras_draw Draw.
-
-    Checked before Keras reads the file: Keras calls random bytes or a truncated file "File not
-    found", and would build whatever other model the file holds.
-    """
-    if os.path.isdir(model):
-        raise ValueError(f"The model is a folder, not a .keras file. Received: --model={model!r}")
-    if not os.path.isfile(model):
-        raise ValueError(f"No such model file. Received: --model={model!r}")
-    if not model.endswith(".keras"):
-        raise ValueError(f"The model must be a .keras file saved by train.py. Received: --model={model!r}")
-    if not zipfile.is_zipfile(model):
-        raise ValueError(f"{model!r} is not a .keras file: not a zip archive (random bytes, or a truncated or empty file)")
-    try:
-        with zipfile.ZipFile(model) as archive:
-            config = json.loads(archive.read("config.json"))
-    except Exception as err:  # no config.json, a damaged entry, not JSON: zipfile and json raise many kinds
-        raise ValueError(f"{model!r} is not a Keras model: no readable config.json ({type(err).__name__}: {err})") from None
-    config = config if isinstance(config, dict) else {}
-    module, class_name = str(config.get("module")), str(config.get("class_name"))
-    if class_name != "Draw" or not module.startswith("keras_draw"):
-        raise ValueError(f"{model!r} holds a Keras {class_name} (module {module}), not a keras_draw Draw")
+    return serving.export(load_model(model, compile=False), export_dir, version, max_batch)
 
 
 def check_export_dir(export_dir, version):

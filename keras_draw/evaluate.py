@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from keras_draw import datasets, losses
 from keras_draw.files import write_json
+from keras_draw.model_file import check_model_file, load_model
 
 SPLITS = ("train", "validation", "test")
 
@@ -209,15 +210,6 @@ def check_output_file(path):
         raise ValueError(f"Cannot write a file there. Received: out={os.fspath(path)!r}")
 
 
-def load_model(model):
-    """A model, or the model saved at a path (ValueError, quoting it, when there is none)."""
-    if not isinstance(model, (str, os.PathLike)):
-        return model
-    if not os.path.isfile(model):
-        raise ValueError(f"Model file not found. Received: model={os.fspath(model)!r}")
-    return keras.saving.load_model(model)
-
-
 def _batches(dataset, split, batch_size, data_dir, manual_dir, seed):
     if isinstance(dataset, str):
         loaded = datasets.load(dataset, batch_size, data_dir=data_dir, manual_dir=manual_dir, seed=seed)
@@ -315,8 +307,7 @@ def main(argv=None):
         check_options(
             args.split, args.importance_samples, args.batch_size, args.max_images, args.importance_batch_size
         )
-        if not os.path.isfile(args.model):
-            raise ValueError(f"Model file not found. Received: --model={args.model!r}")
+        check_model_file(args.model)
         dataset, data_dir, manual_dir = run_data(args.model, args)
         if dataset is None:
             raise ValueError("No --dataset given, and no config.json naming one beside the model.")

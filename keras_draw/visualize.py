@@ -26,7 +26,8 @@ if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start
 import numpy as np
 
 from keras_draw import animation, datasets
-from keras_draw.evaluate import SPLITS, load_model, run_data
+from keras_draw.evaluate import SPLITS, run_data
+from keras_draw.model_file import check_model_file, load_model
 from keras_draw.images import save_grid
 
 PICTURES = {
@@ -136,8 +137,7 @@ def main(argv=None):
     try:
         if args.num_images <= 0:
             raise ValueError(f"`--num-images` must be positive. Received: --num-images={args.num_images}")
-        if not os.path.isfile(args.model):
-            raise ValueError(f"Model file not found. Received: --model={args.model!r}")
+        check_model_file(args.model)
         out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise ValueError(f"`--out` exists and is not a folder. Received: --out={out_dir!r}")

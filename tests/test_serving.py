@@ -368,7 +368,7 @@ def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, c
     (tmp_path / "model.h5").write_bytes(b"")
     (tmp_path / "broken.keras").write_bytes(b"not a zip file")
     for argv, message in [
-        (["--model", str(tmp_path / "missing.keras")], "No such model file"),
+        (["--model", str(tmp_path / "missing.keras")], "Model file not found"),
         (["--model", str(tmp_path / "model.h5")], "must be a .keras file"),
         (["--model", str(tmp_path / "broken.keras")], "is not a .keras file: not a zip archive"),
         (["--model", model_file, "--version", "1"], "Version 1 already exists"),
@@ -408,7 +408,7 @@ def test_export_command_line_names_what_is_wrong_with_a_model_file(exported, tmp
         assert export_cli.main(["--model", str(tmp_path / name), "--export-dir", str(tmp_path / "draw")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("export.py: error: ") and message in err and err.count("\n") == 1, err
-        assert "No such model file" not in err
+        assert "Model file not found" not in err
     assert not (tmp_path / "draw").exists()
 
 

@@ -3,6 +3,9 @@ TensorBoard sample grid (keras_draw.callbacks)."""
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,6 +30,8 @@ from keras_draw.animation import (
 from keras_draw.callbacks import SampleGrid
 from keras_draw.images import image_grid
 from keras_draw.visualize import main, write_pictures
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small(**overrides):
@@ -207,3 +212,32 @@ def test_sample_grid_logs_an_image_summary_every_epoch(tmp_path):
 def test_sample_grid_rejects_a_bad_image_count():
     with pytest.raises(ValueError, match="Received: num_images=0"):
         SampleGrid("logs", num_images=0)
+
+
+@pytest.mark.slow
+def test_the_command_draws_a_saved_run_in_a_fresh_process_from_the_runs_data(tiny_run, tmp_path):
+    # A fresh interpreter has not registered Draw with Keras until the command loads the model;
+    # the test images come from the run's own data_dir (config.json): nothing is prepared again.
+    result = subprocess.run([sys.executable, "-m", "keras_draw.visualize", "--model", str(tiny_run / "model.keras"),
+                             "--out", str(tmp_path), "--num-images", "2"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Preparing dataset" not in result.stdout and result.stderr == "", result.stderr[-2000:]
+    assert {p.name for p in tmp_path.iterdir()} == {"samples.png", "drawing.gif", "drawing_steps.png",
+                                                   "reconstructions.png", "reconstruction_drawing.gif",
+                                                   "reconstruction_steps.png"}
+
+
+def test_the_commands_name_what_is_wrong_with_a_model_file(tmp_path, capsys):
+    from keras_draw import evaluate
+
+    (tmp_path / "random.keras").write_bytes(np.random.default_rng(0).bytes(5000))
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "dense.keras")
+    (tmp_path / "folder.keras").mkdir()
+    for name, message in [("random.keras", "is not a .keras file: not a zip archive"),
+                          ("dense.keras", "holds a Keras Sequential (module keras), not a keras_draw Draw"),
+                          ("folder.keras", "The model is a folder, not a .keras file")]:
+        for program, command in (("visualize", main), ("evaluate", evaluate.main)):
+            assert command(["--model", str(tmp_path / name), "--dataset", "mnist"]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"{program}: error: ") and message in err and err.count("\n") == 1, err
