@@ -32,6 +32,8 @@ def parse_args(argv):
     parser.add_argument("--final-learning-rate", type=float, default=None,
                         help="cosine decay from --learning-rate to this over the budget (default: constant)")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds of training")
+    parser.add_argument("--training-steps", type=int, default=None,
+                        help="train this many steps instead of a time budget (train.py's demo: 750, 3 epochs)")
     parser.add_argument("--no-canvas-init", action="store_true", help="c_0 = 0 instead of logit(mean image)")
     parser.add_argument("--unroll", action="store_true", help="Draw.compile(unroll=True)")
     parser.add_argument("--seed", type=int, default=0)
@@ -58,7 +60,7 @@ def main(argv=None):
     if not args.no_canvas_init:
         model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=args.unroll)
-    budget = budget_callback(args.budget, args.learning_rate, args.final_learning_rate)
+    budget = budget_callback(args.budget, args.learning_rate, args.final_learning_rate, args.training_steps)
     epoch = 0
     while not budget.spent():
         batches = datasets.epoch_batches(images, epoch, args.batch_size, binarize=True, seed=args.seed)
@@ -75,10 +77,10 @@ def main(argv=None):
     }), flush=True)
 
 
-def budget_callback(seconds, learning_rate, final_learning_rate=None):
-    """A Keras callback that stops training once `seconds` have passed since the first step;
-    with `final_learning_rate`, it sets the rate before each step on a cosine from
-    `learning_rate` to that, over the fraction of the budget spent."""
+def budget_callback(seconds, learning_rate, final_learning_rate=None, training_steps=None):
+    """A Keras callback that stops training once `seconds` have passed since the first step (or
+    after `training_steps` steps); with `final_learning_rate`, it sets the rate before each step
+    on a cosine from `learning_rate` to that, over the fraction of the budget spent."""
     import math
 
     import keras
@@ -90,7 +92,7 @@ def budget_callback(seconds, learning_rate, final_learning_rate=None):
 
         def on_train_batch_begin(self, batch, logs=None):
             if final_learning_rate is not None and self.first_step is not None:
-                spent = min(self.elapsed() / seconds, 1.0)
+                spent = min(self.fraction(), 1.0)
                 rate = final_learning_rate + (learning_rate - final_learning_rate) * (1 + math.cos(math.pi * spent)) / 2
                 self.model.optimizer.learning_rate.assign(rate)
 
@@ -103,8 +105,11 @@ def budget_callback(seconds, learning_rate, final_learning_rate=None):
         def elapsed(self):
             return time.monotonic() - self.first_step
 
+        def fraction(self):
+            return self.steps / training_steps if training_steps else self.elapsed() / seconds
+
         def spent(self):
-            return self.first_step is not None and self.elapsed() > seconds
+            return self.first_step is not None and self.fraction() >= 1.0
 
     return Budget()
 

@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                       # the mnist preset, batch 100, T = 64
     python benchmarks/train_throughput.py --num-steps 16 --steps 5 --jit on
     python benchmarks/train_throughput.py --compare-unroll    # while loop and unrolled, alternating
+    python benchmarks/train_throughput.py --compare-graph     # against a plain TF graph DRAW (issue 14)
 
 Prints one labelled figure per line, all measured in this one process:
   - the dense float32 matmul rate: a 2048×2048 product, and the LSTM-shaped products at the
@@ -14,7 +15,9 @@ Prints one labelled figure per line, all measured in this one process:
   - the same for DRAW's recurrence alone (benchmarks/recurrence.py: the LSTMs and heads in plain
     TensorFlow, no filterbank, loss or optimizer), its steps alternating with the model's so that
     both see the same machine, and the model's images/s as a fraction of it (`--no-recurrence`
-    skips it); with `--compare-unroll`, also for the model with the other `unroll` setting;
+    skips it); with `--compare-unroll`, also for the model with the other `unroll` setting; with
+    `--compare-graph`, also for the plain TensorFlow graph DRAW of benchmarks/graph_baseline.py
+    (what a user would pick instead), and the model's images/s as a multiple of it;
   - the roofline: the images/s of a step that did nothing but its matmuls, at the LSTM-shaped
     rate (a bound for any implementation of these products on this machine);
   - peak memory: the process's maximum resident set (resource.getrusage ru_maxrss), also right
@@ -66,6 +69,8 @@ def parse_args(argv):
                         help="Draw.compile(unroll=True): the T steps unrolled instead of a tf.while_loop")
     parser.add_argument("--compare-unroll", action="store_true",
                         help="also time a model with the other unroll setting, its steps alternating with the first's")
+    parser.add_argument("--compare-graph", action="store_true",
+                        help="also time the plain TF graph DRAW (benchmarks/graph_baseline.py), steps alternating")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="keras dtype policy (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
@@ -205,6 +210,11 @@ def benchmark(args):
     timed = {"model": model_step}
     if args.compare_unroll:
         timed["other"], _ = _first_step(Draw, config, args, iterator, not args.unroll)
+    if args.compare_graph:
+        start = time.perf_counter()
+        timed["graph"] = _sibling_module("graph_baseline").graph_draw_train_step(tf, config, args.batch_size)
+        print(f"plain graph DRAW: time to first step (construction + tracing + one step): "
+              f"{time.perf_counter() - start:.1f} s")
     if not args.no_recurrence:
         timed["recurrence"] = recurrence.recurrence_train_step(tf, config, args.batch_size)
     for _ in range(args.warmup):
@@ -216,7 +226,7 @@ def benchmark(args):
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)
-    flops = {"model": flops_per_image(config), "other": flops_per_image(config),
+    flops = {"model": flops_per_image(config), "other": flops_per_image(config), "graph": flops_per_image(config),
              "recurrence": recurrence.recurrence_flops_per_image(config)}
     print(f"FLOPs per image per training step: {flops['model'] / 1e6:.1f} MFLOP (matmuls, forward + backward)")
     roofline = lstm_rate * 1e9 / flops["model"]
@@ -228,6 +238,7 @@ def benchmark(args):
         median = statistics.median(rates)
         achieved = median * flops[name] / 1e9
         label = {"model": "training", "other": f"training with unroll={not args.unroll}",
+                 "graph": "the plain TensorFlow graph DRAW (benchmarks/graph_baseline.py), training",
                  "recurrence": "the recurrence alone (no filterbank, loss or optimizer), training"}[name]
         print(f"{label} images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
         print(f"  seconds per step: median {args.batch_size / median:.3f}; achieved {achieved:.1f} GFLOP/s "
@@ -238,6 +249,8 @@ def benchmark(args):
     if "other" in timed:
         print(f"unroll={args.unroll} / unroll={not args.unroll}, images/s: "
               f"{figures['images_per_s'] / figures['other_images_per_s']:.2f}")
+    if "graph" in timed:
+        print(f"model / plain graph DRAW, images/s: {figures['images_per_s'] / figures['graph_images_per_s']:.2f}")
     if "recurrence" in timed:
         ratio = figures["images_per_s"] / figures["recurrence_images_per_s"]
         print(f"model / recurrence alone, images/s: {ratio:.2f}")

@@ -64,11 +64,27 @@ def test_the_recurrence_alone_gives_every_kernel_a_finite_nonzero_gradient():
 def test_throughput_benchmark_prints_every_figure(capsys):
     module = load("train_throughput")
     args = module.parse_args(["--preset", "tiny", "--num-steps", "2", "--batch-size", "4", "--steps", "2",
-                              "--warmup", "0", "--matmul-repeats", "2", "--jit", "off", "--compare-unroll"])
+                              "--warmup", "0", "--matmul-repeats", "2", "--jit", "off", "--compare-unroll",
+                              "--compare-graph"])
     figures = module.benchmark(args)
     printed = capsys.readouterr().out
     for label in ("matmul rate 2048x2048x2048", "time to first step", "roofline", "training images/s",
                   "the recurrence alone", "model / recurrence alone", "training with unroll=True",
-                  "unroll=False / unroll=True", "peak memory"):
+                  "unroll=False / unroll=True", "the plain TensorFlow graph DRAW", "model / plain graph DRAW",
+                  "peak memory"):
         assert label in printed
     assert all(np.isfinite(value) and value > 0 for value in figures.values())
+
+
+def test_the_plain_graph_draw_learns_its_batch_down_to_the_pixels_entropy():
+    # Its images are Bernoulli(0.2) pixels: from a near-zero canvas (784 ln 2 nats, plus a little
+    # KL) it must fall to about their entropy, 784 · H(0.2), the best a model of them can do on
+    # average (the baseline is a working DRAW, not just an op count).
+    from keras_draw import presets
+
+    config = {**presets.get("tiny"), "num_steps": 4}
+    step = load("graph_baseline").graph_draw_train_step(tf, config, batch_size=16, learning_rate=1e-2)
+    losses = [step() for _ in range(60)]
+    entropy = -784 * (0.2 * math.log(0.2) + 0.8 * math.log(0.8))  # 392.4 nats
+    assert abs(losses[0] - 784 * math.log(2)) < 10, losses[0]
+    assert np.mean(losses[-10:]) < 1.05 * entropy, losses[::10]
