@@ -39,11 +39,11 @@ from keras_draw.layers.attention_window import unpack_window
 
 MAX_BATCH = 1024  # rows per request, by default (see the module's docstring)
 
+# The model's passes, and whether each takes images (besides the noise, or a seed per row).
+PASS_INPUTS = {"generate": False, "draw": False, "reconstruct": True, "elbo": True}
+
 # The exported signatures, besides `serving_default` (the same as `generate`).
-SIGNATURES = (
-    "generate", "generate_seeded", "draw", "draw_seeded",
-    "reconstruct", "reconstruct_seeded", "elbo", "elbo_seeded",
-)
+SIGNATURES = tuple(name + suffix for name in PASS_INPUTS for suffix in ("", "_seeded"))
 
 
 # === Input checks, inside the graph ===
@@ -207,47 +207,31 @@ def _signature_functions(model, max_batch):
                            max_batch=max_batch if x is None else None)
         return noise_from_seeds(seed, t, z)
 
-    noise_spec, seed_spec = spec("noise", tf.float32), spec("seed", tf.int64)
-    images_spec = spec("images", tf.float32)
+    def from_noise(run):
+        return lambda noise: run(checked_noise(noise))
 
-    @tf.function(input_signature=[noise_spec])
-    def generate(noise):
-        return passes["generate"](checked_noise(noise))
+    def from_seed(run):
+        return lambda seed: run(noise_of_seed(seed))
 
-    @tf.function(input_signature=[seed_spec])
-    def generate_seeded(seed):
-        return passes["generate"](noise_of_seed(seed))
+    def from_images_and_noise(run):
+        def signature(images, noise):
+            x = checked_images(images)
+            return run(x, checked_noise(noise, x))
+        return signature
 
-    @tf.function(input_signature=[noise_spec])
-    def draw(noise):
-        return passes["draw"](checked_noise(noise))
+    def from_images_and_seed(run):
+        def signature(images, seed):
+            x = checked_images(images)
+            return run(x, noise_of_seed(seed, x))
+        return signature
 
-    @tf.function(input_signature=[seed_spec])
-    def draw_seeded(seed):
-        return passes["draw"](noise_of_seed(seed))
-
-    @tf.function(input_signature=[images_spec, noise_spec])
-    def reconstruct(images, noise):
-        x = checked_images(images)
-        return passes["reconstruct"](x, checked_noise(noise, x))
-
-    @tf.function(input_signature=[images_spec, seed_spec])
-    def reconstruct_seeded(images, seed):
-        x = checked_images(images)
-        return passes["reconstruct"](x, noise_of_seed(seed, x))
-
-    @tf.function(input_signature=[images_spec, noise_spec])
-    def elbo(images, noise):
-        x = checked_images(images)
-        return passes["elbo"](x, checked_noise(noise, x))
-
-    @tf.function(input_signature=[images_spec, seed_spec])
-    def elbo_seeded(images, seed):
-        x = checked_images(images)
-        return passes["elbo"](x, noise_of_seed(seed, x))
-
-    functions = (generate, generate_seeded, draw, draw_seeded, reconstruct, reconstruct_seeded, elbo, elbo_seeded)
-    return {fn.__name__: fn for fn in functions}
+    noise, seed, images = spec("noise", tf.float32), spec("seed", tf.int64), spec("images", tf.float32)
+    inputs = {  # does a pass take images? -> (suffix, the signature's inputs) of its two signatures
+        False: [("", from_noise, [noise]), ("_seeded", from_seed, [seed])],
+        True: [("", from_images_and_noise, [images, noise]), ("_seeded", from_images_and_seed, [images, seed])],
+    }
+    return {name + suffix: tf.function(wrap(passes[name]), input_signature=specs)
+            for name, takes_images in PASS_INPUTS.items() for suffix, wrap, specs in inputs[takes_images]}
 
 
 def _with_boxes(outputs, model):
