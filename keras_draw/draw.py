@@ -16,6 +16,9 @@ noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for e
 image (docs/paper.md pitfall 4), and the passes are deterministic functions of it.
 """
 
+import contextlib
+import random
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -41,7 +44,8 @@ class Draw(keras.Model):
         read_n, write_n: N of the read and write grids (ignored without attention).
         attention: attentive read and write (eqs. 19-29), or the whole image (eqs. 17-18).
         clip_norm: clip the gradients to this global norm in `train_step`; None or 0 disables.
-        seed: seed of the noise of training and of `generate` without a seed.
+        seed: seed of the initial weights, and of the noise of training and of `generate`
+            without a seed: the same seed builds the same model. None: drawn afresh.
     """
 
     def __init__(
@@ -82,15 +86,16 @@ class Draw(keras.Model):
             raise ValueError("mixed_float16 needs loss scaling, which Draw does not do: use mixed_bfloat16. "
                              f"Received: dtype={self.dtype_policy.name!r}")
         shape = (image_height, image_width, channels)
-        if attention:
-            self.reader = AttentiveRead(*shape, read_n, name="read", dtype="float32")
-            self.writer = AttentiveWrite(*shape, write_n, name="write", dtype="float32")
-        else:
-            self.reader = Read(name="read", dtype="float32")
-            self.writer = Write(*shape, name="write", dtype="float32")
-        self.encoder = keras.layers.LSTMCell(encoder_units, name="encoder", dtype=self.dtype_policy)
-        self.latent = GaussianLatent(latent_dim, name="latent", dtype="float32")
-        self.decoder = keras.layers.LSTMCell(decoder_units, name="decoder", dtype=self.dtype_policy)
+        with _seeded_initializers(seed):  # the same seed, the same initial weights
+            if attention:
+                self.reader = AttentiveRead(*shape, read_n, name="read", dtype="float32")
+                self.writer = AttentiveWrite(*shape, write_n, name="write", dtype="float32")
+            else:
+                self.reader = Read(name="read", dtype="float32")
+                self.writer = Write(*shape, name="write", dtype="float32")
+            self.encoder = keras.layers.LSTMCell(encoder_units, name="encoder", dtype=self.dtype_policy)
+            self.latent = GaussianLatent(latent_dim, name="latent", dtype="float32")
+            self.decoder = keras.layers.LSTMCell(decoder_units, name="decoder", dtype=self.dtype_policy)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # === Config ===
         self.image_height = image_height
@@ -434,3 +439,19 @@ class Draw(keras.Model):
             seed=self.seed,
         )
         return config
+
+
+@contextlib.contextmanager
+def _seeded_initializers(seed):
+    """Python's `random` seeded by `seed` while a Draw makes its layers, then restored: Keras
+    gives every initializer made without a seed one drawn from it, so the seed fixes the initial
+    weights. With None, nothing changes (the weights follow the global random state)."""
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)

@@ -14,6 +14,8 @@ selects), and writes
     results/DATASET-PRESET/summary.json            figures, command, hardware and wall time
     results/DATASET-PRESET/checkpoint/, config.json  with --keep-checkpoint: the run's last checkpoint,
                                                    to go on training elsewhere
+    results/DATASET-PRESET/recipe_changes.json     the run's changes of recipe (RUN/recipe_changes.json:
+                                                   at which epoch, what, why), also in summary.json
     results/DATASET-PRESET/*.png, *.gif            samples, reconstructions and drawings of the
                                                    published weights (keras_draw.visualize)
 """
@@ -38,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_IMAGES = 500  # the regression test's images: the first of the test split
 REFERENCE_SEED = 0
 REFERENCE_KEY = f"first_{REFERENCE_IMAGES}_test_images_negative_elbo"  # in index.json and summary.json
+RECIPE_CHANGES = "recipe_changes.json"
 
 
 def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, importance_images=500,
@@ -50,6 +53,7 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     with open(os.path.join(run_dir, "checkpoint", "state.json")) as f:
         state = json.load(f)
     options = TrainOptions(**config["options"])
+    recipe_changes = read_recipe_changes(run_dir)
     preset, dataset = options.preset, options.dataset
     existing = lambda folder: folder if folder and os.path.isdir(folder) else None
     data_dir, manual_dir = data_dir or existing(options.data_dir), manual_dir or existing(options.manual_dir)
@@ -88,6 +92,8 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
         shutil.rmtree(os.path.join(results_dir, "checkpoint"), ignore_errors=True)
         shutil.copytree(os.path.join(run_dir, "checkpoint"), os.path.join(results_dir, "checkpoint"))
         shutil.copyfile(os.path.join(run_dir, "config.json"), os.path.join(results_dir, "config.json"))
+    if recipe_changes:  # kept beside the history, and copied back with the checkpoint to go on
+        write_json(os.path.join(results_dir, RECIPE_CHANGES), recipe_changes)
     visualize.write_pictures(model, results_dir, images=images[:32], seed=REFERENCE_SEED)
     best = state["best"]
     seconds = [row["seconds"] for row in history if "seconds" in row]
@@ -108,6 +114,7 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
         "paper_negative_elbo": paper_figure,
         "wall_time_hours": sum(seconds) / 3600,
         "wall_time_note": wall_time_note(len(seconds), len(history)),
+        "recipe_changes": recipe_changes,
         "hardware": hardware(),
     }
     write_json(os.path.join(results_dir, "summary.json"), summary)
@@ -124,6 +131,20 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     }
     write_json(index_path, index)
     return summary
+
+
+def read_recipe_changes(run_dir):
+    """The run's record of recipe changes ([{"epoch", "change", "why"}], RUN/recipe_changes.json,
+    written by whoever changed a resumable option mid-run); [] without one. ValueError if damaged."""
+    path = os.path.join(run_dir, RECIPE_CHANGES)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        changes = json.load(f)
+    if not isinstance(changes, list) or not all(isinstance(c, dict) and {"epoch", "change", "why"} <= set(c)
+                                                for c in changes):
+        raise ValueError(f"{path} must be a list of {{\"epoch\", \"change\", \"why\"}} entries")
+    return changes
 
 
 def wall_time_note(timed, epochs):

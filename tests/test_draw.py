@@ -363,3 +363,24 @@ def test_initialize_canvas_refuses_a_mean_of_another_shape():
     with pytest.raises(ValueError, match=r"Received: shape=\(28, 28\)"):
         model.initialize_canvas(np.zeros((28, 28), np.float32))
     np.testing.assert_array_equal(model.c_0.numpy(), before)
+
+
+def test_the_same_seed_builds_the_same_initial_weights_whatever_the_global_random_state():
+    import random
+
+    def weights(seed):
+        model = Draw.from_preset("tiny", seed=seed)  # built: its variables exist
+        assert model.get_weights()
+        return model.get_weights()
+
+    first = weights(5)
+    random.seed(123)
+    np.random.seed(123)
+    keras.utils.set_random_seed(123)
+    state = random.getstate()
+    again = weights(5)
+    assert random.getstate() == state  # the global state is left as it was
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = weights(6)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other))

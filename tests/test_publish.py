@@ -12,6 +12,8 @@ from keras_draw import Draw, evaluate, presets, pretrained
 from keras_draw.publish import command_line, main, publish
 from keras_draw.training import TrainOptions, train
 
+RECIPE_CHANGES = [{"epoch": 2, "change": "--lr-patience 4", "why": "a plateau"}]
+
 pytestmark = pytest.mark.slow  # subprocesses and whole runs: the slow tier
 
 
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.slow  # subprocesses and whole runs: the slow tier
 def published(tmp_path_factory, tiny_run, mnist_data_dir):
     run_dir = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("run") / "run"))  # 2 epochs of the tiny preset
     root = tmp_path_factory.mktemp("root")
+    (run_dir / "recipe_changes.json").write_text(json.dumps(RECIPE_CHANGES))
     summary = publish(str(run_dir), data_dir=mnist_data_dir, importance_samples=2, importance_images=10,
                       paper_figure=80.97, root=str(root), keep_checkpoint=True, max_images=1000)
     return run_dir, root, summary
@@ -41,6 +44,8 @@ def test_publish_ships_the_weights_of_the_best_validation_epoch(published):
     assert len((root / "results" / "mnist-tiny" / "metrics.csv").read_text().splitlines()) == 1 + 2
     with Image.open(root / "results" / "mnist-tiny" / "learning_curves.png") as picture:
         assert picture.size == (700, 450)
+    assert summary["recipe_changes"] == RECIPE_CHANGES
+    assert json.loads((root / "results" / "mnist-tiny" / "recipe_changes.json").read_text()) == RECIPE_CHANGES
     for name in ("samples.png", "reconstructions.png", "drawing.gif", "drawing_steps.png", "config.json",
                  "checkpoint/state.json"):
         assert (root / "results" / "mnist-tiny" / name).is_file(), name
@@ -113,3 +118,10 @@ def test_command_line_refuses_values_no_user_can_mean_before_evaluating(argv, me
     err = capsys.readouterr().err
     assert err.startswith("publish: error: ") and message in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_record_of_recipe_changes_is_refused_before_anything_is_written(copy_run, tmp_path):
+    (copy_run / "recipe_changes.json").write_text(json.dumps([{"epoch": 3}]))
+    with pytest.raises(ValueError, match=r"recipe_changes.json must be a list of \{"):
+        publish(str(copy_run), root=str(tmp_path / "root"))
+    assert not (tmp_path / "root").exists()
