@@ -66,6 +66,8 @@ def check_export_dir(export_dir, version):
         raise ValueError(f"The export directory must be a path. Received: --export-dir={export_dir!r}")
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ValueError(f"The export directory is not a directory. Received: --export-dir={export_dir!r}")
+    from keras_draw.files import nearest_existing
+
     ancestor = nearest_existing(export_dir)
     if not os.path.isdir(ancestor):
         raise ValueError(f"The export directory would lie under {ancestor!r}, a file, not a folder. "
@@ -76,14 +78,6 @@ def check_export_dir(export_dir, version):
         raise ValueError(f"The version must be a positive integer. Received: --version={version}")
     if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
         raise FileExistsError(f"Version {version} already exists in {export_dir}; versions are never overwritten.")
-
-
-def nearest_existing(path):
-    """`path`, or the closest of its parent folders that exists (a file, if one is in the way)."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return path
 
 
 def main(argv=None):

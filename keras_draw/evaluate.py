@@ -240,19 +240,25 @@ def _checked_batches(model, batches, max_images):
 def run_data(model_path, args):
     """(dataset, data_dir, manual_dir): the flags' `args.dataset`, `args.data_dir` and
     `args.manual_dir`, each defaulting to the run's, from the config.json beside `model_path`
-    (None where neither says). The run's folders are taken only where they exist from here (they
-    were written relative to where train.py ran), its manual_dir only for its own dataset."""
+    (see `run_folders`)."""
     config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
     try:
         with open(config) as f:
             options = json.load(f)["options"]
-        options = options if isinstance(options, dict) else {}
     except (OSError, ValueError, KeyError, TypeError):
         options = {}
+    return run_folders(options, args.dataset, args.data_dir, args.manual_dir)
+
+
+def run_folders(options, dataset=None, data_dir=None, manual_dir=None):
+    """(dataset, data_dir, manual_dir), each the given one or else the run's, from its config's
+    `options` (None where neither says). The run's folders are taken only where they exist from
+    here (they were written relative to where train.py ran), its manual_dir only for its own dataset."""
+    options = options if isinstance(options, dict) else {}
     folder = lambda key: options.get(key) if isinstance(options.get(key), str) and os.path.isdir(options[key]) else None
-    dataset = args.dataset or (options.get("dataset") if isinstance(options.get("dataset"), str) else None)
-    manual_dir = folder("manual_dir") if dataset == options.get("dataset") else None
-    return dataset, args.data_dir or folder("data_dir"), args.manual_dir or manual_dir
+    run_dataset = options.get("dataset") if isinstance(options.get("dataset"), str) else None
+    dataset = dataset or run_dataset
+    return dataset, data_dir or folder("data_dir"), manual_dir or (folder("manual_dir") if dataset == run_dataset else None)
 
 
 def summary(result):

@@ -98,6 +98,14 @@ def save_model(model, path):
         model.save(temporary)
 
 
+def nearest_existing(path):
+    """`path`, or the closest of its parent folders that exists (a file, if one is in the way)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 def write_json(path, value):
     """Writes `value` as indented JSON, atomically."""
     with atomic_path(path) as temporary:

@@ -22,5 +22,5 @@ def unreachable(url, timeout=TIMEOUT_S):
     except socket.gaierror as err:  # no DNS: the usual offline case (~1 s here)
         return f"cannot resolve {parts.hostname} ({err.strerror or err}), so this machine seems offline"
     except OSError as err:  # refused, unreachable, timed out
-        why = err.strerror or err or type(err).__name__
+        why = err.strerror or str(err) or type(err).__name__
         return f"cannot connect to {parts.hostname}:{port} ({why}), so this machine seems offline"

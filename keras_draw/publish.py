@@ -55,8 +55,7 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     options = TrainOptions(**config["options"])
     recipe_changes = read_recipe_changes(run_dir)
     preset, dataset = options.preset, options.dataset
-    existing = lambda folder: folder if folder and os.path.isdir(folder) else None
-    data_dir, manual_dir = data_dir or existing(options.data_dir), manual_dir or existing(options.manual_dir)
+    _, data_dir, manual_dir = evaluate.run_folders(config["options"], dataset, data_dir, manual_dir)
     differing = {k: v for k, v in presets.get(preset).items() if config["model"].get(k) != v}
     if differing:
         raise ValueError(f"The run's model is not the {preset!r} preset ({differing}); only presets are published.")

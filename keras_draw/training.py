@@ -17,7 +17,7 @@ from keras_draw import datasets, presets, serving, strategies, visualize
 from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
 from keras_draw.draw import Draw
-from keras_draw.files import exclusive_folder, write_json
+from keras_draw.files import exclusive_folder, nearest_existing, write_json
 from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
 
@@ -155,9 +155,7 @@ def check_output_dir(path, name="output_dir"):
     """An output directory must be a directory, or creatable, and writable."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"`{name}` exists and is not a directory. Received: {name}={path!r}")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(os.path.abspath(existing))
+    existing = nearest_existing(path)
     if not os.path.isdir(existing):
         raise ValueError(f"`{name}` lies under {existing!r}, which is a file, not a directory. "
                          f"Received: {name}={path!r}")
