@@ -50,30 +50,17 @@ def graph_draw_train_step(tf, config, batch_size, learning_rate=1e-3, clip_norm=
         cell = tf.sigmoid(f + 1.0) * cell + tf.sigmoid(i) * tf.tanh(g)
         return tf.sigmoid(o) * tf.tanh(cell), cell
 
-    def filterbank(name, h_dec, n):
+    def window(name, h_dec, n):
         g_x, g_y, log_sigma2, log_delta, log_gamma = tf.split(dense(name, h_dec), 5, axis=-1)  # eq. 21
         g_x = (width + 1) / 2 * (g_x + 1)  # eq. 22
         g_y = (height + 1) / 2 * (g_y + 1)  # eq. 23
         delta = (max(height, width) - 1) / (n - 1) * tf.exp(log_delta)  # eq. 24
-        offsets = tf.range(1, n + 1, dtype=tf.float32) - n / 2 - 0.5
-        mu_x, mu_y = g_x + offsets * delta, g_y + offsets * delta  # eqs. 19-20, (batch, N)
-        sigma2 = tf.exp(log_sigma2)[:, :, None]
+        f_x, f_y = filterbank(tf, g_x, g_y, delta, tf.exp(log_sigma2), n, height, width)
+        return f_x, f_y, tf.exp(log_gamma)
 
-        def bank(mu, size):  # eqs. 25-26, (batch, N, size)
-            a = tf.range(1, size + 1, dtype=tf.float32)[None, None, :]
-            f = tf.exp(-tf.square(a - mu[:, :, None]) / (2 * sigma2))
-            return f / (tf.reduce_sum(f, axis=-1, keepdims=True) + 1e-8)
-
-        return bank(mu_x, width), bank(mu_y, height), tf.exp(log_gamma)
-
-    def read(image, f_x, f_y, gamma):  # eq. 27, per channel
-        patch = tf.einsum("bny,byxc,bmx->bnmc", f_y, image, f_x)
-        return tf.reshape(patch, (batch_size, -1)) * gamma
-
-    def write(h_dec):  # eqs. 28-29
+    def write(h_dec):  # eq. 28
         w = tf.reshape(dense("write_patch", h_dec), (batch_size, write_n, write_n, channels))
-        f_x, f_y, gamma = filterbank("write_window", h_dec, write_n)
-        return tf.einsum("bny,bnmc,bmx->byxc", f_y, w, f_x) / gamma[:, :, None, None]
+        return write_patch(tf, w, *window("write_window", h_dec, write_n))
 
     def loss_fn(epsilon):
         canvas = tf.zeros_like(x)
@@ -82,14 +69,15 @@ def graph_draw_train_step(tf, config, batch_size, learning_rate=1e-3, clip_norm=
         kl = 0.0
         for step in range(t):  # unrolled in the graph, as the TF-1 implementations did
             x_hat = x - tf.sigmoid(canvas)  # eq. 3
-            f_x, f_y, gamma = filterbank("read_window", h_dec, read_n)
-            r = tf.concat([read(x, f_x, f_y, gamma), read(x_hat, f_x, f_y, gamma)], -1)  # eq. 4
+            f_x, f_y, gamma = window("read_window", h_dec, read_n)
+            r = tf.concat([tf.reshape(read_patch(tf, image, f_x, f_y, gamma), (batch_size, -1))
+                           for image in (x, x_hat)], -1)  # eq. 4
             h_enc, cell_enc = lstm("encoder", tf.concat([r, h_dec], -1), h_enc, cell_enc)  # eq. 5
             mu, log_sigma = tf.split(dense("latent", h_enc), 2, axis=-1)
             latent = mu + tf.exp(log_sigma) * epsilon[step]  # eq. 6
             h_dec, cell_dec = lstm("decoder", latent, h_dec, cell_dec)  # eq. 7
             canvas = canvas + write(h_dec)  # eq. 8
-            kl += 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(2 * log_sigma) - 2 * log_sigma - 1, -1)  # eq. 11
+            kl += kl_divergence(tf, mu, log_sigma)  # eqs. 10-11
         distortion = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=canvas), [1, 2, 3])
         return tf.reduce_mean(distortion + kl)  # eqs. 9-12, nats per image
 
@@ -115,3 +103,31 @@ def graph_draw_train_step(tf, config, batch_size, learning_rate=1e-3, clip_norm=
 
     assert pixels > 0 and math.isfinite(run())
     return run
+
+
+def filterbank(tf, g_x, g_y, delta, sigma2, n, height, width):
+    """F_X (batch, N, A) and F_Y (batch, N, B) of windows (batch, 1) each (eqs. 19-20, 25-26)."""
+    offsets = tf.range(1, n + 1, dtype=tf.float32) - n / 2 - 0.5
+    sigma2 = sigma2[:, :, None]
+
+    def bank(g, size):
+        mu = (g + offsets * delta)[:, :, None]  # eqs. 19-20, (batch, N, 1)
+        f = tf.exp(-tf.square(tf.range(1, size + 1, dtype=tf.float32)[None, None, :] - mu) / (2 * sigma2))
+        return f / (tf.reduce_sum(f, axis=-1, keepdims=True) + 1e-8)
+
+    return bank(g_x, width), bank(g_y, height)
+
+
+def read_patch(tf, image, f_x, f_y, gamma):
+    """γ F_Y x F_Xᵀ per channel (eq. 27): (batch, B, A, C) → (batch, N, N, C); gamma (batch, 1)."""
+    return tf.einsum("bny,byxc,bmx->bnmc", f_y, image, f_x) * gamma[:, :, None, None]
+
+
+def write_patch(tf, w, f_x, f_y, gamma):
+    """(1/γ) F_Yᵀ w F_X per channel (eq. 29): (batch, N, N, C) → (batch, B, A, C); gamma (batch, 1)."""
+    return tf.einsum("bny,bnmc,bmx->byxc", f_y, w, f_x) / gamma[:, :, None, None]
+
+
+def kl_divergence(tf, mu, log_sigma):
+    """KL(N(μ, σ²) ‖ N(0, I)) summed over the units of one step (eq. 11 without the sum over t)."""
+    return 0.5 * tf.reduce_sum(tf.square(mu) + tf.exp(2 * log_sigma) - 2 * log_sigma - 1, -1)

@@ -88,3 +88,29 @@ def test_the_plain_graph_draw_learns_its_batch_down_to_the_pixels_entropy():
     entropy = -784 * (0.2 * math.log(0.2) + 0.8 * math.log(0.8))  # 392.4 nats
     assert abs(losses[0] - 784 * math.log(2)) < 10, losses[0]
     assert np.mean(losses[-10:]) < 1.05 * entropy, losses[::10]
+
+
+def test_the_plain_graph_draws_filterbanks_read_write_and_kl_are_keras_draws():
+    # The same equations (19-20, 25-27, 29, 11) as the package's, which the equation tests pin.
+    from keras_draw import losses
+    from keras_draw.filterbank import filterbank
+    from keras_draw.layers.attentive_read import read_patch
+    from keras_draw.layers.attentive_write import write_patch
+
+    baseline = load("graph_baseline")
+    rng = np.random.default_rng(0)
+    g_x, g_y, delta, sigma2, gamma = (np.array(v, np.float32) for v in
+                                      ([3.0, 5.5], [2.0, 4.0], [1.3, 0.7], [0.9, 2.0], [1.5, 0.6]))
+    column = lambda v: tf.constant(v[:, None])
+    f_x, f_y = baseline.filterbank(tf, column(g_x), column(g_y), column(delta), column(sigma2), 3, 6, 8)
+    expected_x, expected_y = filterbank(g_x, g_y, delta, sigma2, 3, image_height=6, image_width=8)
+    np.testing.assert_allclose(f_x, expected_x, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(f_y, expected_y, rtol=1e-5, atol=1e-7)
+    image, w = rng.random((2, 6, 8, 3), np.float32), rng.random((2, 3, 3, 3), np.float32)
+    np.testing.assert_allclose(baseline.read_patch(tf, image, f_x, f_y, column(gamma)),
+                               read_patch(image, expected_x, expected_y, gamma), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(baseline.write_patch(tf, w, f_x, f_y, column(gamma)),
+                               write_patch(w, expected_x, expected_y, gamma), rtol=1e-5, atol=1e-6)
+    mu, log_sigma = rng.standard_normal((2, 1, 4), np.float32), rng.standard_normal((2, 1, 4), np.float32)
+    np.testing.assert_allclose(baseline.kl_divergence(tf, mu[:, 0], log_sigma[:, 0]),
+                               losses.rate(mu, log_sigma), rtol=1e-5)
