@@ -96,8 +96,7 @@ def main(argv=None):
     except (ValueError, DatasetUnavailableError) as err:
         return console.fail("train.py", err)
     except TrainingDiverged as err:
-        print(f"train.py: {err}", file=sys.stderr)
-        return 1
+        return console.fail("train.py", err, status=1)
     except WriteError as err:  # a full disk: everything written before is whole
         global _write_failed
         _write_failed = True

@@ -52,19 +52,18 @@ def main(argv=None):
     from keras_draw.draw import Draw
 
     keras.utils.set_random_seed(args.seed)
-    images = datasets.training_images("mnist")
-    test = datasets.load("mnist", 500, seed=args.seed)[2].take(4)  # the first 2000 test images
+    data = datasets.load("mnist", args.batch_size, seed=args.seed)
+    test = data.test.unbatch().batch(500).take(4)  # the first 2000 test images
     model = Draw(num_steps=args.num_steps, encoder_units=args.units, decoder_units=args.units,
                  latent_dim=args.latent_dim, read_n=args.read_n, write_n=args.write_n,
                  attention=not args.no_attention, seed=args.seed)
     if not args.no_canvas_init:
-        model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
+        model.initialize_canvas(data.mean_image())
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=args.unroll)
     budget = budget_callback(args.budget, args.learning_rate, args.final_learning_rate, args.training_steps)
     epoch = 0
     while not budget.spent():
-        batches = datasets.epoch_batches(images, epoch, args.batch_size, binarize=True, seed=args.seed)
-        model.fit(batches, epochs=1, verbose=0, callbacks=[budget])
+        model.fit(data.epoch(epoch), epochs=1, verbose=0, callbacks=[budget])
         epoch += 1
     result = model.evaluate(test, return_dict=True, verbose=0)
     print(json.dumps({

@@ -158,7 +158,7 @@ def _first_step(draw, config, args, iterator, unroll):
     train_function = model.train_function
     first_loss = float(train_function(iterator)["loss"])
     first_step = time.perf_counter() - start
-    print(f"jit_compile: whole step {model.jit_compile}, step body {model._jit_step}; unrolled {model._unroll}")
+    print(f"jit_compile: whole step {model.jit_compile}, step body {model.loop_jit_compile}; unrolled {model.loop_unroll}")
     print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
     return (lambda: float(train_function(iterator)["loss"])), first_step
 

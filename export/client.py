@@ -11,199 +11,37 @@ From Python, `Client(url=..., model="draw").generate(16, seed=7)` returns a nump
 export/README.md) and returns a dict of numpy arrays. Row i of a request with `seed=S` uses the
 seed S + i, so the same seed gives the same images.
 
-REST needs only numpy and Pillow (urllib is the standard library's); gRPC needs
-tensorflow-serving-api too. Every failure (an HTTP or gRPC error status, a timeout, a refused
-connection) raises `ServingError` with a one-line message; the command line prints it and exits
-with status 1. A flag no user can mean (--count 0, a port past 65535, a folder for --out) exits
-with status 2 and one line before any request is sent.
+REST needs only numpy, Pillow and keras_draw's `console` and `images`, which import no TensorFlow
+(from the repository root when keras_draw is not installed); gRPC needs tensorflow-serving-api
+too (export/transports.py). A failed request raises `ServingError` with a one-line message; the
+command line prints it and exits with status 1. A flag no user can mean (--count 0, a port past
+65535, a folder for --out) exits with status 2 and one line before any request is sent.
 """
 
 import argparse
-import http.client
-import json
 import math
 import os
 import random
 import re
-import socket
 import sys
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+if __package__:  # imported as export.client
+    from .transports import ServingError, grpc_predict, rest_predict
+else:  # run as a script, or imported with export/ on sys.path; keras_draw may be the checkout's
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    from transports import ServingError, grpc_predict, rest_predict
+
+from keras_draw import console  # noqa: E402
+from keras_draw.images import save_grid  # noqa: E402
 
 DEFAULT_URL = "http://localhost:8501"
-# A signature with one output comes back over REST without the output's name (TF Serving's
-# documented behaviour); these are the names of DRAW's single outputs.
-SINGLE_OUTPUTS = {"serving_default": "images", "generate": "images", "generate_seeded": "images"}
-MAX_GRPC_MESSAGE = 1 << 30  # canvases of a large batch exceed gRPC's 4 MiB default
 MAX_COUNT = 1024  # images per command: the rows of one request (the stand-in's default --max-rows)
 INT64 = 2**63  # seeds and versions are int64
-
-
-class ServingError(Exception):
-    """A request that failed, with a one-line message naming the server and the cause."""
-
-
-def one_line(message):
-    """TensorFlow's multi-line error message as one line, without its node references."""
-    skipped = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
-    lines = [line.strip() for line in str(message).splitlines()]
-    kept = [line for line in lines if line and not line.startswith(skipped)]
-    return " ".join(kept or [line for line in lines if line][:1])
-
-
-# === REST: POST /v1/models/NAME[/versions/N]:predict ===
-
-
-def rest_predict(url, model, signature, inputs, version=None, timeout=30.0, rows=False):
-    """Calls `signature` through TF Serving's REST predict API; returns {output name: array}.
-
-    Args:
-        url: the server, e.g. "http://localhost:8501".
-        inputs: {input name: array}; sent in the columnar format ("inputs"), or with `rows` in
-            the row format ("instances").
-    """
-    endpoint = f"{url.rstrip('/')}/v1/models/{model}"
-    endpoint += f"/versions/{version}:predict" if version is not None else ":predict"
-    body = {"signature_name": signature, **_request_body(inputs, rows)}
-    request = urllib.request.Request(
-        endpoint, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        raise ServingError(f"HTTP {err.code} from {endpoint}: {_error_text(err)}") from None
-    except (TimeoutError, socket.timeout):
-        raise ServingError(f"No answer from {endpoint} within {timeout} s") from None
-    except urllib.error.URLError as err:
-        if isinstance(err.reason, (TimeoutError, socket.timeout)):
-            raise ServingError(f"No answer from {endpoint} within {timeout} s") from None
-        raise ServingError(f"Cannot reach {endpoint}: {one_line(err.reason)}") from None
-    except (ConnectionError, http.client.HTTPException, ValueError) as err:  # dropped, or not JSON
-        raise ServingError(f"Bad answer from {endpoint}: {one_line(err)}") from None
-    return _response_arrays(answer, signature)
-
-
-def _request_body(inputs, rows):
-    """The "instances" (row) or "inputs" (columnar) part of a predict request."""
-    lists = {name: np.asarray(value).tolist() for name, value in inputs.items()}
-    if not rows:
-        return {"inputs": lists}
-    if len(lists) == 1:  # one input: each instance is that input's row
-        return {"instances": next(iter(lists.values()))}
-    count = len(next(iter(lists.values())))
-    return {"instances": [{name: value[i] for name, value in lists.items()} for i in range(count)]}
-
-
-def _error_text(err):
-    """The message of an HTTP error: TF Serving's {"error": "..."} body, or the raw text."""
-    text = err.read().decode(errors="replace")
-    try:
-        return one_line(json.loads(text)["error"])
-    except (ValueError, KeyError, TypeError):
-        return one_line(text[:300]) or err.reason
-
-
-def _response_arrays(answer, signature):
-    """{output name: array} from a "predictions" (row) or "outputs" (columnar) answer."""
-    single = SINGLE_OUTPUTS.get(signature, "output")
-    if not isinstance(answer, dict):
-        raise ServingError(f"The answer is not a JSON object: {one_line(str(answer)[:200])}")
-    if "predictions" in answer:
-        predictions = answer["predictions"]
-        if predictions and isinstance(predictions[0], dict):
-            return {name: np.asarray([row[name] for row in predictions], np.float32) for name in predictions[0]}
-        return {single: np.asarray(predictions, np.float32)}
-    if "outputs" in answer:
-        outputs = answer["outputs"]
-        if isinstance(outputs, dict):
-            return {name: np.asarray(value, np.float32) for name, value in outputs.items()}
-        return {single: np.asarray(outputs, np.float32)}
-    raise ServingError(f"The answer has neither 'predictions' nor 'outputs': {one_line(str(answer)[:200])}")
-
-
-# === gRPC: tensorflow.serving.PredictionService/Predict ===
-
-
-def grpc_predict(target, model, signature, inputs, version=None, timeout=30.0):
-    """Calls `signature` through TF Serving's gRPC PredictionService; returns {name: array}."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the protos import TensorFlow
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    request = predict_request(model, signature, inputs, version)
-    options = [(f"grpc.max_{way}_message_length", MAX_GRPC_MESSAGE) for way in ("receive", "send")]
-    try:
-        with grpc.insecure_channel(target, options=options) as channel:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=timeout)
-    except grpc.RpcError as err:
-        code, details = err.code(), one_line(err.details() or "")
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise ServingError(f"No answer from {target} within {timeout} s (gRPC DEADLINE_EXCEEDED)") from None
-        if code == grpc.StatusCode.UNAVAILABLE:
-            raise ServingError(f"Cannot reach {target}: {details}") from None
-        raise ServingError(f"gRPC {code.name} from {target}: {details}") from None
-    return {name: from_tensor_proto(proto) for name, proto in response.outputs.items()}
-
-
-def predict_request(model, signature, inputs, version=None):
-    """A tensorflow_serving PredictRequest for `signature` with `inputs` {name: array}."""
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    if version is not None:
-        request.model_spec.version.value = int(version)
-    for name, value in inputs.items():
-        request.inputs[name].CopyFrom(to_tensor_proto(value))
-    return request
-
-
-def _dtypes():
-    """numpy dtype ↔ TensorProto DataType, for the dtypes DRAW's signatures use."""
-    from tensorflow.core.framework import types_pb2
-
-    return {
-        np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
-        np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
-        np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
-        np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
-    }
-
-
-def to_tensor_proto(value):
-    """A TensorProto holding `value` (float32, float64, int32 or int64), with numpy only."""
-    from tensorflow.core.framework import tensor_pb2
-
-    array = np.asarray(value)
-    if array.dtype not in _dtypes():
-        raise ValueError(f"Unsupported dtype for a TensorProto: {array.dtype}")
-    proto = tensor_pb2.TensorProto(dtype=_dtypes()[array.dtype][0])
-    for size in array.shape:
-        proto.tensor_shape.dim.add(size=size)
-    proto.tensor_content = array.astype(array.dtype.newbyteorder("<")).tobytes()
-    return proto
-
-
-def from_tensor_proto(proto):
-    """The numpy array of a TensorProto, packed (`tensor_content`) or as repeated values."""
-    by_enum = {enum: (dtype, field) for dtype, (enum, field) in _dtypes().items()}
-    if proto.dtype not in by_enum:
-        raise ServingError(f"Unsupported dtype in the answer: DataType {proto.dtype}")
-    dtype, field = by_enum[proto.dtype]
-    shape = [dim.size for dim in proto.tensor_shape.dim]
-    if proto.tensor_content:
-        return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-    values = np.asarray(getattr(proto, field), dtype)
-    if values.size == 1 and math.prod(shape) != 1:  # one value stands for all (TensorProto's rule)
-        values = np.full(math.prod(shape), values[0], dtype)
-    return values.reshape(shape)
 
 
 # === The client ===
@@ -250,51 +88,6 @@ def row_seeds(count, seed=None):
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     return np.arange(seed, seed + count, dtype=np.int64)
-
-
-# === Images ===
-
-
-def image_grid(images, columns=None, padding=1):
-    """Tiles images (count, H, W, C) in [0, 1] into one uint8 array; also returns tile offsets."""
-    images = np.clip(np.nan_to_num(np.asarray(images, np.float32)), 0.0, 1.0)
-    count, height, width, channels = images.shape
-    columns = columns or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
-    grid = np.ones((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), np.float32)
-    offsets = []
-    for k, image in enumerate(images):
-        top, left = padding + (k // columns) * (height + padding), padding + (k % columns) * (width + padding)
-        grid[top : top + height, left : left + width] = image
-        offsets.append((left, top))
-    return np.round(grid * 255).astype(np.uint8), offsets
-
-
-def save_grid(path, images, columns=None, boxes=None, scale=2):
-    """Writes images as a PNG grid, each pixel `scale`×`scale`; `boxes` (count, 4) drawn in red.
-
-    A box is (x_min, y_min, x_max, y_max) in 0-based pixel coordinates (the signatures'
-    `read_box` / `write_box`). The file is written whole or not at all.
-    """
-    grid, offsets = image_grid(images, columns)
-    picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    if boxes is not None:
-        picture = picture.convert("RGB")
-        pen = ImageDraw.Draw(picture)
-        for (left, top), (x_min, y_min, x_max, y_max) in zip(offsets, np.asarray(boxes)):
-            corners = [(left + x_min + 0.5) * scale, (top + y_min + 0.5) * scale,
-                       (left + x_max + 0.5) * scale, (top + y_max + 0.5) * scale]  # pixel centres
-            pen.rectangle(corners, outline=(255, 0, 0))
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(handle)
-    try:
-        picture.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def load_images(paths):
@@ -361,8 +154,9 @@ def check_args(args):
             raise ValueError(f"--grpc must be HOST:PORT, a port from 1 to 65535. Received: --grpc={args.grpc!r}")
     if not re.fullmatch(r"[\w.-]+", args.model):
         raise ValueError(f"--model must be letters, digits, '_', '.' or '-'. Received: --model={args.model!r}")
-    if args.version is not None and not 1 <= args.version < INT64:
-        raise ValueError(f"--version must be a positive integer. Received: --version={args.version}")
+    console.check_positive_flags(version=args.version)
+    if args.version is not None and args.version >= INT64:
+        raise ValueError(f"--version must be a 64-bit integer. Received: --version={args.version}")
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
         raise ValueError(f"--timeout must be seconds, more than 0 and at most 3600. Received: --timeout={args.timeout}")
     count = getattr(args, "count", None)
@@ -408,12 +202,10 @@ def main(argv=None):
     try:
         check_args(args)
         lines = run(args)
-    except ServingError as err:
-        print(f"client.py: error: {err}", file=sys.stderr)
-        return 1
+    except ServingError as err:  # the server answered with an error, or not at all
+        return console.fail("client.py", err, status=1)
     except (OSError, ValueError) as err:  # a bad flag, a missing or unreadable image file, a bad array
-        print(f"client.py: error: {one_line(err)}", file=sys.stderr)
-        return 2
+        return console.fail("client.py", err)
     print("\n".join(lines))
     return 0
 

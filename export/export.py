@@ -8,8 +8,9 @@ first line, then how to serve it.
 The second form exports a preset with the weights shipped in keras_draw (by the name of the
 dataset they were trained on) or a `.weights.h5` file. A missing, damaged or non-DRAW model,
 unknown weights, an export directory that cannot be one, or an existing version exits with
-status 2 and a one-line message before anything is written; so does a write that fails (a full
-disk), after removing what it had written: a version appears whole or not at all.
+status 2 and a one-line message before anything is written; a write that fails (a full disk)
+exits with status 1 and one line, after removing what it had written: a version appears whole or
+not at all.
 """
 
 import argparse
@@ -39,11 +40,10 @@ def export_model(model, export_dir, version=None, preset=None, weights=None, max
     Raises ValueError (bad path, weights or version) or FileExistsError (existing version) before
     anything is written.
     """
-    from keras_draw import serving
+    from keras_draw import console, serving
 
+    console.check_positive_flags(version=version, max_batch=max_batch)
     max_batch = serving.MAX_BATCH if max_batch is None else max_batch
-    if not 1 <= max_batch <= 2**31 - 1:
-        raise ValueError(f"--max-batch must be a positive integer. Received: --max-batch={max_batch}")
     if preset is not None:
         if weights is None:
             raise ValueError(f"--preset needs --weights: serving untrained weights is of no use. Received: --preset={preset!r}")
@@ -62,20 +62,9 @@ def export_model(model, export_dir, version=None, preset=None, weights=None, max
 
 def check_export_dir(export_dir, version):
     """ValueError (FileExistsError for an existing version) before anything is loaded or written."""
-    if not export_dir.strip():
-        raise ValueError(f"The export directory must be a path. Received: --export-dir={export_dir!r}")
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise ValueError(f"The export directory is not a directory. Received: --export-dir={export_dir!r}")
-    from keras_draw.files import nearest_existing
+    from keras_draw.files import check_output_dir
 
-    ancestor = nearest_existing(export_dir)
-    if not os.path.isdir(ancestor):
-        raise ValueError(f"The export directory would lie under {ancestor!r}, a file, not a folder. "
-                         f"Received: --export-dir={export_dir!r}")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"Cannot write into {ancestor!r} (permission denied). Received: --export-dir={export_dir!r}")
-    if version is not None and version < 1:
-        raise ValueError(f"The version must be a positive integer. Received: --version={version}")
+    check_output_dir(export_dir, "--export-dir")
     if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
         raise FileExistsError(f"Version {version} already exists in {export_dir}; versions are never overwritten.")
 
@@ -84,10 +73,14 @@ def main(argv=None):
     from keras_draw import console
 
     console.start_tensorflow()
+    from keras_draw.serving import ExportWriteError
+
     args = parse_args(argv)
     try:
         path = export_model(args.model, args.export_dir, args.version, preset=args.preset, weights=args.weights,
                             max_batch=args.max_batch)
+    except ExportWriteError as err:  # a full disk: a failure of the run, not of its input
+        return console.fail("export.py", err, status=1)
     except (ValueError, OSError) as err:
         return console.fail("export.py", err)
     print(path)

@@ -9,9 +9,10 @@ server lets the client be tested end to end: it follows TF Serving's documented 
 (answers {"predictions": ...} / {"outputs": ...}, or {"error": "..."} with HTTP 400 for a bad
 request and 404 for an unknown model, version or path) and, with a gRPC port, the Predict method of
 tensorflow.serving.PredictionService. It runs the real exported SavedModel, loaded with plain
-`tf.saved_model.load` (no keras_draw), and serves the highest version unless asked for another.
-It listens on 127.0.0.1 only. Not implemented: classify/regress, "b64" values, model configs,
-batching, version labels and the metadata API.
+`tf.saved_model.load` (no keras_draw model code: stand_in_predict.py answers the requests), and
+serves the highest version unless asked for another. It listens on 127.0.0.1 only. Not
+implemented: classify/regress, "b64" values, model configs, batching, version labels and the
+metadata API.
 
 It refuses, before running the model, a request larger than its limits (body size, rows, answer
 size) and runs at most --max-concurrent requests at once (stand_in_limits.py says why and how).
@@ -26,165 +27,26 @@ import os
 import re
 import sys
 import threading
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from pathlib import Path
 
 if __package__:  # imported as export.stand_in_server
-    from .stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, check_answer,
-                                  check_rows, check_tensor_proto, declared_length, limits_from_args)
-else:  # run as a script: export/ is sys.path[0]
-    from stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, check_answer,
-                                 check_rows, check_tensor_proto, declared_length, limits_from_args)
+    from .stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, declared_length,
+                                  limits_from_args)
+    from .stand_in_predict import Servables, grpc_predict, model_status, rest_predict
+else:  # run as a script: export/ is sys.path[0]; keras_draw may be the checkout's
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    from stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, declared_length,
+                                 limits_from_args)
+    from stand_in_predict import Servables, grpc_predict, model_status, rest_predict
+
+from keras_draw import console  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only, never 0.0.0.0
 PREDICT_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict)?$")
 MODEL_NAME = re.compile(r"[\w.-]+")  # what fits in the URL path
 
 
-# === The models ===
-
-
-class Servables:
-    """The versions of one model in a TF Serving model folder, each loaded on first use."""
-
-    def __init__(self, export_dir, model_name):
-        self.export_dir = export_dir
-        self.model_name = model_name
-        self._loaded = {}
-        self._lock = threading.Lock()
-
-    def versions(self):
-        return sorted(int(name) for name in os.listdir(self.export_dir) if re.fullmatch(r"\d+", name))
-
-    def signature(self, model_name, version, signature_name):
-        """(the concrete function, the version it came from); RequestError when not found."""
-        if model_name != self.model_name:
-            raise RequestError(404, f"Servable not found for request: Latest({model_name})")
-        versions = self.versions()
-        if version is None and versions:
-            version = versions[-1]
-        if version not in versions:
-            raise RequestError(404, f"Servable not found for request: Specific({model_name}, {version})")
-        with self._lock:
-            if version not in self._loaded:
-                self._loaded[version] = tf.saved_model.load(os.path.join(self.export_dir, str(version)))
-        signatures = self._loaded[version].signatures
-        if signature_name not in signatures:
-            raise RequestError(400, f'Serving signature name: "{signature_name}" not found in signature def')
-        return signatures[signature_name], version
-
-
-def input_specs(function):
-    """{input name: TensorSpec} of a signature function."""
-    return dict(function.structured_input_signature[1])
-
-
-def run_signature(function, arrays):
-    """Calls a signature with {name: numpy array}; returns {name: numpy array}."""
-    specs = input_specs(function)
-    if set(arrays) != set(specs):  # TF Serving's message (predict_util.cc)
-        braces = lambda names: "{" + ",".join(sorted(names)) + "}"
-        raise RequestError(400, (
-            f"input size does not match signature: {len(arrays)}!={len(specs)} len({braces(arrays)}) != "
-            f"len({braces(specs)}). Sent extra: {braces(set(arrays) - set(specs))}. "
-            f"Missing but required: {braces(set(specs) - set(arrays))}."
-        ))
-    for name, array in arrays.items():
-        if array.dtype != specs[name].dtype.as_numpy_dtype:
-            raise RequestError(400, f"Expects arg {name} to be {specs[name].dtype.name} but {array.dtype} is provided")
-    try:
-        outputs = function(**{name: tf.constant(array) for name, array in arrays.items()})
-    except tf.errors.InvalidArgumentError as err:
-        raise RequestError(400, status_message(err)) from None
-    except tf.errors.OpError as err:
-        raise RequestError(500, status_message(err)) from None
-    return {name: value.numpy() for name, value in outputs.items()}
-
-
-def status_message(err):
-    """TensorFlow's status message, as TF Serving returns it: without the header Python adds."""
-    lines = err.message.splitlines()
-    header = ("Graph execution error", "Detected at node", "<stack traces unavailable>", " ")
-    while lines and (not lines[0].strip() or lines[0].startswith(header)):
-        lines.pop(0)
-    return "\n".join(lines) or err.message
-
-
 # === REST ===
-
-
-def json_to_array(value, dtype, name):
-    """A JSON value as an array of the signature's dtype; integers only for an integer input."""
-    try:
-        array = np.asarray(value)
-        if dtype.is_integer and array.size and array.dtype.kind not in "iu":
-            raise ValueError(f"is not of expected type: {dtype.name} (received {array.dtype.name} values)")
-        return array.astype(dtype.as_numpy_dtype)
-    except (ValueError, TypeError) as err:
-        raise RequestError(400, f"Failed to process input {name!r} as {dtype.name}: {err}") from None
-
-
-def rest_inputs(body, dtypes):
-    """{name: array} from a predict request body, row ("instances") or columnar ("inputs").
-
-    `dtypes` is {input name: tf.DType} of the signature.
-    """
-    if ("instances" in body) == ("inputs" in body):
-        raise RequestError(400, "JSON Value: must have exactly one of 'instances' or 'inputs'")
-    if "inputs" in body:
-        columns = body["inputs"]
-        if not isinstance(columns, dict):  # a single input, given by value
-            columns = {name: columns for name in dtypes} if len(dtypes) == 1 else {"inputs": columns}
-        return {name: json_to_array(value, dtypes.get(name, tf.float32), name) for name, value in columns.items()}
-    rows = body["instances"]
-    if not isinstance(rows, list):
-        raise RequestError(400, "JSON Value: 'instances' must be a list")
-    if rows and all(isinstance(row, dict) for row in rows):
-        names = set(rows[0])
-        if any(set(row) != names for row in rows):
-            raise RequestError(400, "Failed to process 'instances': every instance must have the same named inputs")
-        return {name: json_to_array([row[name] for row in rows], dtypes.get(name, tf.float32), name) for name in names}
-    if len(dtypes) != 1:
-        raise RequestError(400, f"'instances' must be objects naming the inputs {sorted(dtypes)}")
-    ((name, dtype),) = dtypes.items()
-    return {name: json_to_array(rows, dtype, name)}
-
-
-def rest_answer(outputs, rows):
-    """{"predictions": ...} (row format) or {"outputs": ...}; one output goes unnamed."""
-    if not rows:
-        return {"outputs": next(iter(outputs.values())).tolist() if len(outputs) == 1 else
-                {name: value.tolist() for name, value in outputs.items()}}
-    if len(outputs) == 1:
-        return {"predictions": next(iter(outputs.values())).tolist()}
-    count = len(next(iter(outputs.values())))
-    return {"predictions": [{name: value[i].tolist() for name, value in outputs.items()} for i in range(count)]}
-
-
-def rest_predict(servables, model_name, version, body, limits):
-    """The JSON answer to a predict request, or RequestError (a request past `limits` included)."""
-    if not isinstance(body, dict):
-        raise RequestError(400, "JSON Value: the request must be a JSON object")
-    signature_name = body.get("signature_name", "serving_default")
-    function, _ = servables.signature(model_name, version, signature_name)
-    dtypes = {name: spec.dtype for name, spec in input_specs(function).items()}
-    arrays = rest_inputs(body, dtypes)
-    rows = check_rows({name: array.shape for name, array in arrays.items()}, limits)
-    check_answer(function, signature_name, rows, limits)
-    return rest_answer(run_signature(function, arrays), rows="instances" in body)
-
-
-def model_status(servables, model_name, version):
-    """GET /v1/models/NAME[/versions/N]: the versions available."""
-    versions = servables.versions() if model_name == servables.model_name else []
-    versions = [v for v in versions if version is None or v == version]
-    if not versions:
-        raise RequestError(404, f"Could not find any versions of model {model_name}")
-    ok = {"error_code": "OK", "error_message": ""}
-    return {"model_version_status": [{"version": str(v), "state": "AVAILABLE", "status": ok} for v in versions]}
 
 
 class RestHandler(http.server.BaseHTTPRequestHandler):
@@ -271,46 +133,21 @@ class RestServer(http.server.ThreadingHTTPServer):
 # === gRPC ===
 
 
-def grpc_inputs(request, function, signature_name, limits):
-    """{name: array} of a PredictRequest, once the shapes its tensors declare fit `limits`."""
-    shapes = {name: check_tensor_proto(name, proto, limits) for name, proto in request.inputs.items()}
-    check_answer(function, signature_name, check_rows(shapes, limits), limits)
-    try:
-        return {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-    except (ValueError, TypeError) as err:  # a tensor_content that does not fill its shape, ...
-        raise RequestError(400, f"Cannot read the input tensors: {err}") from None
-
-
 def grpc_servicer(servables, limits, admission):
     """A tensorflow.serving.PredictionService servicer with Predict over `servables`."""
     import grpc
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 500: grpc.StatusCode.INTERNAL,
              503: grpc.StatusCode.RESOURCE_EXHAUSTED}  # what gRPC itself answers past maximum_concurrent_rpcs
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):
-            spec = request.model_spec
-            version = spec.version.value if spec.HasField("version") else None
-            signature_name = spec.signature_name or "serving_default"
             try:
                 with admission.slot():
-                    function, version = servables.signature(spec.name, version, signature_name)
-                    outputs = run_signature(function, grpc_inputs(request, function, signature_name, limits))
-                    return response(spec.name, version, signature_name, outputs, request.output_filter)
+                    return grpc_predict(servables, request, limits)
             except RequestError as err:
                 context.abort(codes[err.status], str(err))
-
-    def response(model_name, version, signature_name, outputs, output_filter):
-        answer = predict_pb2.PredictResponse()
-        answer.model_spec.name = model_name
-        answer.model_spec.version.value = version
-        answer.model_spec.signature_name = signature_name
-        for name, value in outputs.items():
-            if not output_filter or name in output_filter:
-                answer.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-        return answer
 
     return PredictionService(), prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server
 
@@ -396,8 +233,7 @@ def main(argv=None):
     try:
         server = StandInServer(args.export_dir, args.model_name, args.rest_port, args.grpc_port, checked_limits(args))
     except (ValueError, OSError) as err:  # a bad flag, a port in use
-        print(f"stand_in_server.py: error: {err}", file=sys.stderr)
-        return 2
+        return console.fail("stand_in_server.py", err)
     print(f"Stand-in (not TensorFlow Serving) for {args.export_dir}: REST {server.rest_url}"
           + (f", gRPC {server.grpc_target}" if server.grpc_target else ""), flush=True)
     try:

@@ -2,8 +2,8 @@
 
 A window's box joins the centres of its outermost filters. By eqs. 19-20 the centres of an N×N
 grid run from g − (N/2 − 0.5)·δ (i = 1) to g + (N/2 − 0.5)·δ (i = N), in the paper's 1-based
-coordinates; `window_box` turns these into pixel indices of an image upscaled `scale` times,
-where the boxes are drawn with Pillow. As in the paper's figures, the write window is red and,
+coordinates; `window_box` (keras_draw.images) turns these into pixel indices of an image upscaled
+`scale` times, where the boxes are drawn with Pillow. As in the paper's figures, the write window is red and,
 for reconstructions, the read window green.
 """
 
@@ -12,44 +12,14 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from keras_draw.filterbank import pixel_coordinates
 from keras_draw.files import atomic_path
-from keras_draw.images import image_grid
+from keras_draw.images import box_pixels, image_grid, window_box
 
 WRITE_COLOUR = (255, 0, 0)
 READ_COLOUR = (0, 255, 0)
 PROGRESS_COLOUR = (96, 96, 96)
 SCALE = 4  # each image pixel becomes SCALE×SCALE picture pixels
 PADDING = 2  # white picture pixels between and around the images of a grid
-
-
-def window_box(window, n, scale=1):
-    """The box (left, top, right, bottom) of a window's filter centres, in picture pixels.
-
-    Args:
-        window: (g_x, g_y, δ, ...) in the paper's coordinates, ordered as
-            `keras_draw.layers.attention_window.WINDOW_PARAMETERS`.
-        n: N, the grid size.
-        scale: the picture's upscaling; pixel index p's centre lands on (p + 0.5)·scale − 0.5.
-
-    Returns:
-        Four floats: the outermost filter centres as (fractional) pixel indices of the picture.
-    """
-    g_x, g_y, delta = (float(v) for v in window[:3])
-    half_span = (n / 2.0 - 0.5) * delta  # eqs. 19-20 at i = N; i = 1 is its mirror image
-    corners = (g_x - half_span, g_y - half_span, g_x + half_span, g_y + half_span)  # paper, 1-based
-    return tuple((pixel_coordinates(c) + 0.5) * scale - 0.5 for c in corners)  # 0-based, upscaled
-
-
-def box_pixels(box, width, height):
-    """The box rounded to whole pixels, clipped to one pixel outside a width×height picture.
-
-    A side beyond the picture stays out of sight, as it should; the clip only keeps far-away
-    coordinates (a window δ of e^10) small for Pillow.
-    """
-    left, top, right, bottom = (math.floor(v + 0.5) for v in box)
-    clip = lambda v, size: min(max(v, -1), size)
-    return clip(left, width), clip(top, height), clip(right, width), clip(bottom, height)
 
 
 def render(canvas, boxes=(), scale=SCALE):

@@ -59,7 +59,26 @@ def start_tensorflow():
         tf.config.list_physical_devices()
 
 
+def one_line(message):
+    """A (TensorFlow) error message as one line, without its graph-node references."""
+    skipped = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
+    lines = [line.strip() for line in str(message).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(skipped)]
+    return " ".join(kept or [line for line in lines if line][:1])
+
+
 def fail(program, err, status=2):
-    """The one way a command fails on bad input: `program: error: message` on stderr."""
-    print(f"{program}: error: {err}", file=sys.stderr)
+    """The one way a command fails: `program: error: message` in one line on stderr, and the
+    exit status it returns: 2 for bad input (a flag, a file, a request), 1 for a failure of the run."""
+    print(f"{program}: error: {one_line(err)}", file=sys.stderr)
     return status
+
+
+def check_positive_flags(**flags):
+    """ValueError, naming the flag as it is typed, for any value that is not a positive integer;
+    None passes (an option left at "the default"). `check_positive_flags(max_images=0)` says
+    "--max-images must be a positive integer. Received: --max-images=0"."""
+    for name, value in flags.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be a positive integer. Received: {flag}={value!r}")

@@ -16,16 +16,13 @@ noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for e
 image (docs/paper.md pitfall 4), and the passes are deterministic functions of it.
 """
 
-import contextlib
-import random
-
 import keras
-import tensorflow as tf
 from keras import ops
 
-from keras_draw import loop, losses, presets
+from keras_draw import inputs, loop, losses, presets
 from keras_draw.layers import AttentiveRead, AttentiveWrite, GaussianLatent, Read, Write
 from keras_draw.layers.validation import check_grid_size, check_positive
+from keras_draw.training_step import TrainingStep
 
 
 # `Draw.initialize_canvas` keeps the canvas's starting probabilities in [bound, 1 − bound].
@@ -33,7 +30,7 @@ CANVAS_MEAN_BOUND = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="keras_draw")
-class Draw(keras.Model):
+class Draw(TrainingStep, keras.Model):
     """The DRAW network, trained with `fit` on batches of images in [0, 1] (no labels).
 
     Args:
@@ -65,15 +62,8 @@ class Draw(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive(
-            image_height=image_height,
-            image_width=image_width,
-            channels=channels,
-            num_steps=num_steps,
-            encoder_units=encoder_units,
-            decoder_units=decoder_units,
-            latent_dim=latent_dim,
-        )
+        check_positive(image_height=image_height, image_width=image_width, channels=channels, num_steps=num_steps,
+                       encoder_units=encoder_units, decoder_units=decoder_units, latent_dim=latent_dim)
         if clip_norm is not None and not clip_norm >= 0:
             raise ValueError(f"`clip_norm` must be positive or None. Received: clip_norm={clip_norm}")
         if attention:
@@ -86,7 +76,7 @@ class Draw(keras.Model):
             raise ValueError("mixed_float16 needs loss scaling, which Draw does not do: use mixed_bfloat16. "
                              f"Received: dtype={self.dtype_policy.name!r}")
         shape = (image_height, image_width, channels)
-        with _seeded_initializers(seed):  # the same seed, the same initial weights
+        with inputs.seeded_initializers(seed):  # the same seed, the same initial weights
             if attention:
                 self.reader = AttentiveRead(*shape, read_n, name="read", dtype="float32")
                 self.writer = AttentiveWrite(*shape, write_n, name="write", dtype="float32")
@@ -179,17 +169,6 @@ class Draw(keras.Model):
         shape = (batch_size, self.num_steps, self.latent_dim)
         return keras.random.normal(shape, seed=self.seed_generator if seed is None else seed)
 
-    def _training_noise(self, batch_size):
-        """`sample_noise` for a batch; under R replicas, this replica's rows of the noise of
-        the global batch, so that R devices draw exactly what one device would."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        context = tf.distribute.get_replica_context()
-        if replicas == 1 or context is None:
-            return self.sample_noise(batch_size)
-        epsilon = self.sample_noise(batch_size * replicas)  # the same on every replica
-        start = context.replica_id_in_sync_group * batch_size
-        return epsilon[start : start + batch_size]
-
     def _decode_step(self, c_prev, h_dec_prev, cell_dec_prev, z):
         h_dec, (_, cell_dec) = self.decoder(z, [h_dec_prev, cell_dec_prev])  # eq. 7 (or 14)
         h_dec, cell_dec = ops.cast(h_dec, "float32"), ops.cast(cell_dec, "float32")  # the loop's state
@@ -208,7 +187,7 @@ class Draw(keras.Model):
         step ((batch, T, B, A, C)) and, with attention, `read_window` and `write_window`
         ((batch, T, 5), ordered as `keras_draw.layers.attention_window.WINDOW_PARAMETERS`).
         """
-        self._check_noise(epsilon)
+        inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
         names = ["mu", "log_sigma", "z"]
         if return_sequence:
             names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
@@ -257,7 +236,7 @@ class Draw(keras.Model):
         sample), shape (batch, B, A, C) in [0, 1]; with `return_sequence`, also `canvases` σ(c̃_t)
         of every step and, with attention, `write_window`.
         """
-        self._check_noise(epsilon)
+        inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
         batch_size = ops.shape(epsilon)[0]
         state = (
             self._initial(self.c_0, batch_size),
@@ -287,18 +266,16 @@ class Draw(keras.Model):
 
         One z sample per step per image (eq. 12); ε is drawn afresh unless given.
         """
-        if epsilon is not None:
-            self._check_noise(epsilon)
-        return self._negative_elbo(self._check_images(x), epsilon)
-
-    def _negative_elbo(self, x, epsilon=None, jit_step=False, unroll=False):
+        x = inputs.check_images(self.image_shape, x)
         if epsilon is None:
-            epsilon = self._training_noise(ops.shape(x)[0])
+            epsilon = self.sample_noise(ops.shape(x)[0])
+        inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        return self._negative_elbo(x, epsilon)
+
+    def _negative_elbo(self, x, epsilon, jit_step=False, unroll=False):
+        """`negative_elbo`, with `_infer`'s `jit_step` and `unroll` (see `TrainingStep.compile`)."""
         outputs = self._infer(x, epsilon, ["mu", "log_sigma"], jit_step=jit_step, unroll=unroll)
-        reconstruction_loss = losses.distortion(x, outputs["canvas"])  # eq. 9
-        kl_loss = losses.rate(outputs["mu"], outputs["log_sigma"])  # eqs. 10-11
-        loss = reconstruction_loss + kl_loss  # eq. 12
-        return {"loss": loss, "reconstruction_loss": reconstruction_loss, "kl_loss": kl_loss}
+        return losses.negative_elbo(x, outputs["canvas"], outputs["mu"], outputs["log_sigma"])  # eqs. 9-12
 
     # === Public conveniences ===
 
@@ -318,140 +295,28 @@ class Draw(keras.Model):
 
     def reconstruct(self, x, seed=None):
         """Mean reconstructions σ(c_T) of images x (batch, B, A, C)."""
-        x = self._check_images(x)
+        x = inputs.check_images(self.image_shape, x)
         return ops.sigmoid(self.infer(x, self.sample_noise(ops.shape(x)[0], seed))["canvas"])
 
     def reconstruct_sequence(self, x, seed=None):
         """The inference pass with every step's canvas and windows (see `infer`)."""
-        x = self._check_images(x)
+        x = inputs.check_images(self.image_shape, x)
         return self.infer(x, self.sample_noise(ops.shape(x)[0], seed), return_sequence=True)
 
-    # === Training ===
+    # === Training (the step itself: `TrainingStep`) ===
 
     @property
     def metrics(self):
         return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
 
-    def _check_images(self, data):
-        """The images of a batch (labels dropped), after a check of their static shape."""
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        x = ops.convert_to_tensor(x, dtype="float32")
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"Expected images of shape (batch, {self.image_height}, {self.image_width}, "
-                f"{self.channels}). Received: shape={tuple(x.shape)}"
-            )
-        in_range = ops.logical_and(ops.min(x) >= 0.0, ops.max(x) <= 1.0)  # False for NaN too
-        message = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
-        with tf.control_dependencies([tf.debugging.Assert(in_range, [message])]):
-            return tf.identity(x)
-
-    def _check_noise(self, epsilon):
-        """ValueError unless ε has the shape (batch, T, |z|) (where its shape is known)."""
-        expected = (None, self.num_steps, self.latent_dim)
-        shape = tuple(epsilon.shape)
-        if len(shape) != 3 or any(s is not None and e is not None and s != e for s, e in zip(shape, expected)):
-            raise ValueError(f"Expected noise of shape (batch, {self.num_steps}, {self.latent_dim}): T = "
-                             f"{self.num_steps} steps of |z| = {self.latent_dim}. Received: shape={shape}")
-
-    def _update_metrics(self, terms):
-        self.loss_tracker.update_state(terms["loss"])
-        self.reconstruction_loss_tracker.update_state(terms["reconstruction_loss"])
-        self.kl_loss_tracker.update_state(terms["kl_loss"])
-        logs = {m.name: m.result() for m in self.metrics}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras reduces multi-worker logs by a mean over axis 0, which a scalar lacks.
-            logs = {name: value[None] for name, value in logs.items()}
-        return logs
-
-    def train_step(self, data):
-        x = self._check_images(data)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            terms = self._negative_elbo(x, jit_step=self._jit_step, unroll=self._unroll)
-            loss = ops.mean(terms["loss"]) / replicas  # the replicas' gradients are summed
-        gradients = tape.gradient(loss, self.trainable_weights)
-        if replicas > 1:  # clip the global gradient, as one device would: sum the replicas' first
-            gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
-        if self.clip_norm:
-            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
-        if replicas > 1:  # the optimizer sums the replicas' gradients again: R copies of g / R
-            gradients = [g / replicas for g in gradients]
-        self.optimizer.apply(gradients, self.trainable_weights)
-        return self._update_metrics(terms)
-
-    def test_step(self, data):
-        x = self._check_images(data)
-        return self._update_metrics(self._negative_elbo(x, jit_step=self._jit_step, unroll=self._unroll))
-
-    @property
-    def _jit_step(self):
-        """Whether training compiles the loop's step body alone with XLA (see `compile`)."""
-        return getattr(self, "_step_jit", False)
-
-    @property
-    def _unroll(self):
-        """Whether training and evaluation unroll the T steps (see `compile`)."""
-        return getattr(self, "_unroll_steps", False)
-
-    def compile(self, optimizer="adam", jit_compile="auto", unroll=False, **kwargs):
-        """`keras.Model.compile`, where `jit_compile` chooses how XLA compiles training:
-
-        "auto" (default): the whole train step on a GPU; on a CPU the loop's step body alone,
-        which fuses its many small ops (faster than no XLA and than whole-step XLA on our 2-core
-        CPU; see docs/speed.md). True: the whole step. False: no XLA, and the fastest start.
-
-        `unroll=True` unrolls the T steps of `fit` and `evaluate` instead of running them in a
-        `tf.while_loop`. With step-body XLA the body is still compiled once and called T times;
-        on our CPU that trained 6-22 % faster, for about 4 s more before the first step, so it
-        suits long runs. Without step-body XLA, tracing grows with T (minutes at T = 64).
-        """
-        on_gpu = bool(tf.config.list_logical_devices("GPU"))
-        self._step_jit = jit_compile == "auto" and not on_gpu
-        self._unroll_steps = bool(unroll)
-        whole_step = on_gpu if jit_compile == "auto" else bool(jit_compile)
-        super().compile(optimizer=optimizer, jit_compile=whole_step, **kwargs)
-        # So that a reloaded model compiles as this one did.
-        self._compile_config.config.update(jit_compile=jit_compile, unroll=self._unroll_steps)
-
-    def compile_from_config(self, config):
-        """Compiles a loaded model as it was saved (Keras skips models with a custom compile)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     # === Config ===
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            image_height=self.image_height,
-            image_width=self.image_width,
-            channels=self.channels,
-            num_steps=self.num_steps,
-            encoder_units=self.encoder_units,
-            decoder_units=self.decoder_units,
-            latent_dim=self.latent_dim,
-            read_n=self.read_n,
-            write_n=self.write_n,
-            attention=self.attention,
-            clip_norm=self.clip_norm,
-            seed=self.seed,
-        )
+        config.update({name: getattr(self, name) for name in _CONFIG})
         return config
 
 
-@contextlib.contextmanager
-def _seeded_initializers(seed):
-    """Python's `random` seeded by `seed` while a Draw makes its layers, then restored: Keras
-    gives every initializer made without a seed one drawn from it, so the seed fixes the initial
-    weights. With None, nothing changes (the weights follow the global random state)."""
-    if seed is None:
-        yield
-        return
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)
+# The arguments of `Draw.__init__`, each stored under its own name.
+_CONFIG = ("image_height", "image_width", "channels", "num_steps", "encoder_units", "decoder_units",
+           "latent_dim", "read_n", "write_n", "attention", "clip_norm", "seed")

@@ -17,7 +17,6 @@ with models that read pixels the same way.
 """
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -32,9 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_draw import datasets, losses
-from keras_draw.files import write_json
+from keras_draw.files import WriteError, write_json
 from keras_draw.model_file import check_model_file, load_model
+from keras_draw.run_files import RunFiles
 
+PROGRAM = "evaluate"
 SPLITS = ("train", "validation", "test")
 
 BINARY_NOTE = "Bernoulli likelihood of binary images: a bound on the true -log p(x)."
@@ -104,18 +105,8 @@ def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_
     return result
 
 
-def evaluate(
-    model,
-    dataset,
-    split="test",
-    importance_samples=100,
-    batch_size=100,
-    data_dir=None,
-    manual_dir=None,
-    max_images=None,
-    seed=0,
-    importance_batch_size=1000,
-):
+def evaluate(model, dataset, split="test", importance_samples=100, batch_size=100, data_dir=None, manual_dir=None,
+             max_images=None, seed=0, importance_batch_size=1000):
     """Evaluates a DRAW model on a split; returns a JSON-ready dict of figures in nats per image.
 
     Args:
@@ -154,21 +145,15 @@ def evaluate(
         "units": "nats per image",
         "note": BINARY_NOTE if bounds["binary"] else NON_BINARY_NOTE,
     }
-    for key, values in (
-        ("negative_elbo", bounds["loss"]),
-        ("reconstruction_loss", bounds["reconstruction_loss"]),
-        ("kl_loss", bounds["kl_loss"]),
-        ("negative_log_likelihood", bounds.get("negative_log_likelihood")),
-    ):
-        if values is not None:
-            result[key], result[f"{key}_standard_error"] = mean_and_standard_error(values)
+    for key, column in (("negative_elbo", "loss"), ("reconstruction_loss", "reconstruction_loss"),
+                        ("kl_loss", "kl_loss"), ("negative_log_likelihood", "negative_log_likelihood")):
+        if column in bounds:
+            result[key], result[f"{key}_standard_error"] = mean_and_standard_error(bounds[column])
     result["negative_elbo_bits_per_dim"] = bits_per_dim(result["negative_elbo"], dimensions)
     if importance_samples:
         gap = bounds["loss"] - bounds["negative_log_likelihood"]  # paired, image by image
         result["bound_gap"], result["bound_gap_standard_error"] = mean_and_standard_error(gap)
-        result["negative_log_likelihood_bits_per_dim"] = bits_per_dim(
-            result["negative_log_likelihood"], dimensions
-        )
+        result["negative_log_likelihood_bits_per_dim"] = bits_per_dim(result["negative_log_likelihood"], dimensions)
     return result
 
 
@@ -185,22 +170,25 @@ def bits_per_dim(nats, dimensions):
     return nats / (dimensions * math.log(2.0))
 
 
-def check_options(split, importance_samples, batch_size, max_images, importance_batch_size):
-    """Raises ValueError, quoting the value, for an option that cannot work or cannot be meant
-    (a batch beyond any split, K beyond what any machine evaluates)."""
+# The most of each option that can be meant: a batch beyond any split, K beyond what any machine evaluates.
+MAXIMA = {"importance_samples": 10**6, "batch_size": 2**16, "importance_batch_size": 2**20}
+
+
+def check_options(split="test", importance_samples=0, batch_size=100, max_images=None, importance_batch_size=1000):
+    """Raises ValueError, quoting the value, for an option that cannot work or cannot be meant."""
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(SPLITS)}. Received: split={split!r}")
-    for name, value, minimum, maximum in (
-        ("importance_samples", importance_samples, 0, 10**6),
-        ("batch_size", batch_size, 1, 2**16),
-        ("importance_batch_size", importance_batch_size, 1, 2**20),
-        ("max_images", 1 if max_images is None else max_images, 1, None),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            kind = "a non-negative" if minimum == 0 else "a positive"
-            raise ValueError(f"`{name}` must be {kind} integer. Received: {name}={value!r}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"`{name}` must be at most {maximum:,}. Received: {name}={value!r}")
+    if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or importance_samples < 0:
+        # K = 0 is meaningful: no importance-weighted estimate
+        raise ValueError("--importance-samples must be a non-negative integer. "
+                         f"Received: --importance-samples={importance_samples!r}")
+    console.check_positive_flags(batch_size=batch_size, importance_batch_size=importance_batch_size,
+                                 max_images=max_images)
+    for name, value in (("importance_samples", importance_samples), ("batch_size", batch_size),
+                        ("importance_batch_size", importance_batch_size)):
+        if value > MAXIMA[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be at most {MAXIMA[name]:,}. Received: {flag}={value!r}")
 
 
 def check_output_file(path):
@@ -237,30 +225,6 @@ def _checked_batches(model, batches, max_images):
             return
 
 
-def run_data(model_path, args):
-    """(dataset, data_dir, manual_dir): the flags' `args.dataset`, `args.data_dir` and
-    `args.manual_dir`, each defaulting to the run's, from the config.json beside `model_path`
-    (see `run_folders`)."""
-    config = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
-    try:
-        with open(config) as f:
-            options = json.load(f)["options"]
-    except (OSError, ValueError, KeyError, TypeError):
-        options = {}
-    return run_folders(options, args.dataset, args.data_dir, args.manual_dir)
-
-
-def run_folders(options, dataset=None, data_dir=None, manual_dir=None):
-    """(dataset, data_dir, manual_dir), each the given one or else the run's, from its config's
-    `options` (None where neither says). The run's folders are taken only where they exist from
-    here (they were written relative to where train.py ran), its manual_dir only for its own dataset."""
-    options = options if isinstance(options, dict) else {}
-    folder = lambda key: options.get(key) if isinstance(options.get(key), str) and os.path.isdir(options[key]) else None
-    run_dataset = options.get("dataset") if isinstance(options.get("dataset"), str) else None
-    dataset = dataset or run_dataset
-    return dataset, data_dir or folder("data_dir"), manual_dir or (folder("manual_dir") if dataset == run_dataset else None)
-
-
 def summary(result):
     """The result as a few lines of text."""
     def figure(key):
@@ -290,8 +254,7 @@ def parse_args(argv):
     )
     parser.add_argument("--model", required=True, help="a saved model, e.g. RUN/model.keras")
     parser.add_argument("--dataset", default=None,
-                        help=f"{', '.join(datasets.SUPPORTED)} "
-                        "(default: the run's, from config.json beside the model)")
+                        help=f"{', '.join(datasets.SUPPORTED)} (default: the run's, from config.json beside the model)")
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--importance-samples", type=int, default=100,
                         help="K; 0 skips the estimate (default: %(default)s)")
@@ -310,32 +273,20 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        check_options(
-            args.split, args.importance_samples, args.batch_size, args.max_images, args.importance_batch_size
-        )
+        check_options(args.split, args.importance_samples, args.batch_size, args.max_images, args.importance_batch_size)
         check_model_file(args.model)
-        dataset, data_dir, manual_dir = run_data(args.model, args)
-        if dataset is None:
+        run = RunFiles.of_model(args.model)
+        args.dataset, args.data_dir, args.manual_dir = run.data_options(args.dataset, args.data_dir, args.manual_dir)
+        if args.dataset is None:
             raise ValueError("No --dataset given, and no config.json naming one beside the model.")
-        out = args.out or os.path.join(
-            os.path.dirname(os.path.abspath(args.model)), f"evaluation_{dataset}_{args.split}.json"
-        )
+        out = args.out or os.path.join(run.output_dir, f"evaluation_{args.dataset}_{args.split}.json")
         check_output_file(out)
-        result = evaluate(
-            args.model,
-            dataset,
-            split=args.split,
-            importance_samples=args.importance_samples,
-            batch_size=args.batch_size,
-            data_dir=data_dir,
-            manual_dir=manual_dir,
-            max_images=args.max_images,
-            seed=args.seed,
-            importance_batch_size=args.importance_batch_size,
-        )
+        result = evaluate(**{name: value for name, value in vars(args).items() if name != "out"})  # a flag an argument
         write_json(out, result)
     except (ValueError, datasets.DatasetUnavailableError) as err:
-        return console.fail("evaluate", err)
+        return console.fail(PROGRAM, err)
+    except WriteError as err:  # a full disk: a failure of the run, not of its input
+        return console.fail(PROGRAM, err, status=1)
     print(summary(result))
     print(f"Written to {out}.")
     print(f"Next: python -m keras_draw.visualize --model {args.model}, for its pictures (docs/evaluation.md).")

@@ -106,6 +106,21 @@ def nearest_existing(path):
     return path
 
 
+def check_output_dir(path, name):
+    """ValueError unless `path` is a folder, or can be made, and is writable; `name` is how the
+    caller calls it (`output_dir`, `--export-dir`), quoted in the message with the value."""
+    if not str(path).strip():
+        raise ValueError(f"`{name}` must name a directory. Received: {name}={str(path)!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"`{name}` exists and is not a directory. Received: {name}={str(path)!r}")
+    existing = nearest_existing(path)
+    if not os.path.isdir(existing):
+        raise ValueError(f"`{name}` lies under {existing!r}, which is a file, not a directory. "
+                         f"Received: {name}={str(path)!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"`{name}` is not writable ({existing!r}: permission denied). Received: {name}={str(path)!r}")
+
+
 def write_json(path, value):
     """Writes `value` as indented JSON, atomically."""
     with atomic_path(path) as temporary:

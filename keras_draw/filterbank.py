@@ -2,7 +2,7 @@
 
 Pixel coordinates are 1-based (a = 1..A, b = 1..B) and so is the grid index (i = 1..N), as in
 the paper: with g̃ = 0 eq. 22 puts the window centre at (A + 1) / 2, the centre of pixels 1..A.
-A 0-based pixel index p maps to the paper's coordinate a = p + 1 (see `pixel_coordinates`).
+A 0-based pixel index p maps to the paper's coordinate a = p + 1.
 """
 
 from keras import ops
@@ -62,8 +62,3 @@ def filterbank(g_x, g_y, delta, sigma2, n, image_height, image_width):
     f_x = axis_filterbank(g_x, delta, sigma2, n, image_width)  # eq. 25
     f_y = axis_filterbank(g_y, delta, sigma2, n, image_height)  # eq. 26
     return f_x, f_y
-
-
-def pixel_coordinates(coordinate):
-    """Converts a paper coordinate (1-based, eq. 22) to a 0-based pixel index."""
-    return coordinate - 1.0

@@ -49,6 +49,15 @@ def rate(mu, log_sigma):
     return tf.reduce_sum(tfd.kl_divergence(posterior(mu, log_sigma), prior(mu)), axis=[1, 2])  # eq. 10
 
 
+def negative_elbo(x, canvas, mu, log_sigma):
+    """The per-image loss terms, shape (batch,) each: `reconstruction_loss` L^x, `kl_loss` L^z and
+    their sum `loss`, the negative ELBO of one z sample per step (eq. 12)."""
+    reconstruction_loss = distortion(x, canvas)  # eq. 9
+    kl_loss = rate(mu, log_sigma)  # eqs. 10-11
+    loss = reconstruction_loss + kl_loss  # eq. 12
+    return {"loss": loss, "reconstruction_loss": reconstruction_loss, "kl_loss": kl_loss}
+
+
 def log_weight(x, canvas, z, mu, log_sigma):
     """log w = log p(x, z) − log q(z | x) = log D(x | c_T) + Σ_t [log P(z_t) − log Q(z_t | h^enc_t)]
     of one inference pass that drew z (Burda et al. 2016); shape (batch,)."""

@@ -2,7 +2,7 @@
 
 `keras_draw/weights/index.json` lists them: for each preset, for each dataset it was trained on,
 the weights file, its SHA-256, and the figures recorded when it was published (see
-`keras_draw.publish`). `Draw.from_preset("mnist", weights="binarized_mnist")` loads one.
+scripts/publish.py). `Draw.from_preset("mnist", weights="binarized_mnist")` loads one.
 """
 
 import hashlib
@@ -11,6 +11,8 @@ import os
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 INDEX = os.path.join(WEIGHTS_DIR, "index.json")
+REFERENCE_IMAGES = 500  # the regression test's images, the first of the test split
+REFERENCE_KEY = f"first_{REFERENCE_IMAGES}_test_images_negative_elbo"  # their figure, in index.json
 
 
 def index(path=None):

@@ -1,11 +1,14 @@
-"""The files of a training run's output directory, and the callbacks that write them."""
+"""A training run's output directory: where each of its files lies, how the others are read, and
+the callbacks that write them. Training, evaluation, pictures and publishing know a run through it."""
 
 import csv
+import json
 import os
 
 import keras
 
 from keras_draw.callbacks import SampleGrid
+from keras_draw.checkpoint import Checkpoint
 from keras_draw.files import atomic_path, save_model
 
 
@@ -13,7 +16,7 @@ class RunFiles:
     """Paths in a run's output directory.
 
     model.keras          the trained model (`keras.saving.load_model` loads it)
-    config.json          the run's options and the model's configuration
+    config.json          the run's options and the model's configuration (`read_config`)
     metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats
     test_metrics.json    the same three on the test split after training
     logs/                TensorBoard logs (losses, and a grid of samples every epoch)
@@ -24,7 +27,9 @@ class RunFiles:
     reconstruction_drawing.gif, reconstruction_steps.png   the same for test images, read
                          window in green
     best.weights.h5      the weights of the epoch with the lowest validation loss so far
-    checkpoint/          the latest checkpoint, from which a rerun resumes (see checkpoint.py)
+    checkpoint/          the latest checkpoint, from which a rerun resumes (`latest_checkpoint`)
+    recipe_changes.json  written by hand, by whoever changed a resumable option mid-run: at which
+                         epoch, what, why (`read_recipe_changes`)
     .lock                held by the run while it writes here: a second run into the folder is refused
     """
 
@@ -39,9 +44,18 @@ class RunFiles:
         self.reconstructions = os.path.join(output_dir, "reconstructions.png")
         self.checkpoint = os.path.join(output_dir, "checkpoint")
         self.best_weights = os.path.join(output_dir, "best.weights.h5")
+        self.recipe_changes = os.path.join(output_dir, "recipe_changes.json")
+
+    @classmethod
+    def of_model(cls, model_path):
+        """The run whose folder holds the model file `model_path` (RUN/model.keras)."""
+        return cls(os.path.dirname(os.path.abspath(model_path)))
 
     def create(self):
         os.makedirs(self.output_dir, exist_ok=True)
+
+    def latest_checkpoint(self):
+        return Checkpoint(self.checkpoint)
 
     def callbacks(self):
         # No graph: the step loop makes it large and slow to write, and it is of little use.
@@ -58,5 +72,56 @@ class RunFiles:
                 writer.writeheader()
                 writer.writerows(history)
 
+    def read_metrics(self):
+        """The rows `write_metrics` wrote, as {column: float}, without the cells a row left empty;
+        [] without metrics.csv."""
+        if not os.path.exists(self.metrics):
+            return []
+        with open(self.metrics, newline="") as f:
+            return [{name: float(value) for name, value in row.items() if value != ""} for row in csv.DictReader(f)]
+
     def save_model(self, model):
         save_model(model, self.model)
+
+    def read_config(self):
+        """config.json as train.py writes it, {"options": its options, "model": the model's
+        configuration}; None without the file; ValueError naming it where it is not that."""
+        if not os.path.exists(self.config):
+            return None
+        try:
+            with open(self.config) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{self.config} cannot be read ({err})") from None
+        if not isinstance(config, dict) or not isinstance(config.get("options"), dict):
+            raise ValueError(f'{self.config} must be a JSON object whose "options" is an object')
+        return config
+
+    def data_options(self, dataset=None, data_dir=None, manual_dir=None):
+        """(dataset, data_dir, manual_dir), each the given one or else the run's, from config.json
+        (None where neither says; a damaged config.json says nothing). The run's folders are taken
+        only where they exist from here (they were written relative to where train.py ran), its
+        manual_dir only for its own dataset."""
+        try:
+            options = (self.read_config() or {"options": {}})["options"]
+        except ValueError:
+            options = {}
+        folder = lambda key: options[key] if isinstance(options.get(key), str) and os.path.isdir(options[key]) else None
+        run_dataset = options.get("dataset") if isinstance(options.get("dataset"), str) else None
+        dataset = dataset or run_dataset
+        manual_dir = manual_dir or (folder("manual_dir") if dataset == run_dataset else None)
+        return dataset, data_dir or folder("data_dir"), manual_dir
+
+    def read_recipe_changes(self):
+        """recipe_changes.json, [{"epoch", "change", "why"}]; [] without one. ValueError if damaged."""
+        if not os.path.exists(self.recipe_changes):
+            return []
+        try:
+            with open(self.recipe_changes) as f:
+                changes = json.load(f)
+        except ValueError as err:
+            raise ValueError(f"{self.recipe_changes} cannot be read ({err})") from None
+        if not isinstance(changes, list) or not all(isinstance(c, dict) and {"epoch", "change", "why"} <= set(c)
+                                                    for c in changes):
+            raise ValueError(f'{self.recipe_changes} must be a list of {{"epoch", "change", "why"}} entries')
+        return changes

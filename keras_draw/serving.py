@@ -1,16 +1,10 @@
 """A trained DRAW as a SavedModel that TensorFlow Serving loads: signatures and export.
 
 `export(model, export_dir)` writes `<export_dir>/<version>/saved_model.pb` and `variables/`,
-TF Serving's layout, with these signatures (each returns a dict of named tensors; the batch
-dimension is free; export/README.md documents the shapes):
-
-    generate, serving_default   noise (batch, T, |z|)      → images
-    draw                        noise                      → images, canvases, write_window, write_box
-    reconstruct                 images, noise              → reconstructions, canvases, read_window,
-                                                             write_window, read_box, write_box
-    elbo                        images, noise              → loss, reconstruction_loss, kl_loss (nats)
-
-and, for each, a `<name>_seeded` twin that takes one int64 `seed` per row in place of the noise:
+TF Serving's layout, with a signature for each pass of the model in `PASSES` (`generate`, also
+`serving_default`; `draw`; `reconstruct`; `elbo`): it takes the noise (batch, T, |z|), after the
+images for the last two, and returns a dict of named tensors (export/README.md documents their
+shapes). Each has a `<name>_seeded` twin that takes one int64 `seed` per row in place of the noise:
 row i's noise is `tf.random.stateless_normal((T, |z|), seed=[seed_i, 0])` (eq. 13's z̃_t ~ N(0, I)
 for generation, eq. 6's ε for inference), so a client without numpy gets the same images for the
 same seed, and a row's result does not depend on the rest of its batch.
@@ -33,17 +27,10 @@ import re
 
 import tensorflow as tf
 
-from keras_draw.filterbank import filter_centres, pixel_coordinates
 from keras_draw.files import atomic_path
-from keras_draw.layers.attention_window import unpack_window
+from keras_draw.images import window_box
 
 MAX_BATCH = 1024  # rows per request, by default (see the module's docstring)
-
-# The model's passes, and whether each takes images (besides the noise, or a seed per row).
-PASS_INPUTS = {"generate": False, "draw": False, "reconstruct": True, "elbo": True}
-
-# The exported signatures, besides `serving_default` (the same as `generate`).
-SIGNATURES = tuple(name + suffix for name in PASS_INPUTS for suffix in ("", "_seeded"))
 
 
 # === Input checks, inside the graph ===
@@ -115,25 +102,28 @@ def noise_from_seeds(seed, num_steps, latent_dim):
     return tf.map_fn(row, seed, fn_output_signature=tf.TensorSpec((num_steps, latent_dim), tf.float32))
 
 
-# === The attention boxes ===
-
-
-def window_box(window, n):
-    """The box spanned by the N×N filter centres (eqs. 19-20) of windows (..., 5).
-
-    Returns (..., 4): x_min, y_min, x_max, y_max in 0-based pixel coordinates (pixel (row r,
-    column c) of an image is centred on (x=c, y=r)), so a rectangle with these corners, drawn
-    over the image, outlines the first and last filter centres of the grid.
-    """
-    flat = tf.reshape(window, (-1, 5))  # (batch·T, 5)
-    g_x, g_y, delta, _, _ = unpack_window(flat)
-    mu_x = pixel_coordinates(filter_centres(g_x, delta, n))  # (batch·T, N), eq. 19
-    mu_y = pixel_coordinates(filter_centres(g_y, delta, n))  # (batch·T, N), eq. 20
-    box = tf.stack([mu_x[:, 0], mu_y[:, 0], mu_x[:, -1], mu_y[:, -1]], axis=-1)  # δ > 0: sorted
-    return tf.reshape(box, tf.concat([tf.shape(window)[:-1], [4]], axis=0))
-
-
 # === The signatures ===
+
+
+def _reconstruct(model, x, epsilon):
+    inferred = model.infer(x, epsilon, return_sequence=True)  # eqs. 3-8
+    return {"reconstructions": tf.sigmoid(inferred["canvas"]), **inferred}  # σ(c_T)
+
+
+# The model's passes: name -> (its inputs besides the noise, the pass, its outputs: the windows and
+# boxes with attention only). Each is exported as `name`, of the noise, and `name_seeded`, of seeds.
+SEQUENCE = ("canvases", "write_window", "write_box")
+PASSES = {
+    "generate": ((), lambda model, epsilon: model.decode(epsilon), ("images",)),  # eqs. 13-16
+    "draw": ((), lambda model, epsilon: model.decode(epsilon, return_sequence=True), ("images", *SEQUENCE)),
+    "reconstruct": (("images",), _reconstruct, ("reconstructions", *SEQUENCE, "read_window", "read_box")),
+    "elbo": (("images",), lambda model, x, epsilon: model.negative_elbo(x, epsilon),  # eqs. 9-12, nats per image
+             ("loss", "reconstruction_loss", "kl_loss")),
+}
+INPUT_DTYPES = {"images": tf.float32, "noise": tf.float32, "seed": tf.int64}
+
+# The exported signatures, besides `serving_default` (the same as `generate`).
+SIGNATURES = tuple(name + suffix for name in PASSES for suffix in ("", "_seeded"))
 
 
 class DrawServing(tf.Module):
@@ -151,96 +141,64 @@ class DrawServing(tf.Module):
         return {"serving_default": concrete["generate"], **concrete}
 
 
-def _model_passes(model):
-    """The four passes of the model as tf.functions of checked inputs, each traced once.
-
-    Every signature checks its inputs, then calls one of these (a function call in the graph),
-    so a signature and its `_seeded` twin share one trace of the model.
-    """
-    noise = tf.TensorSpec((None, model.num_steps, model.latent_dim), tf.float32)
-    images = tf.TensorSpec((None, *model.image_shape), tf.float32)
-
-    @tf.function(input_signature=[noise])
-    def generate(epsilon):
-        return {"images": model.decode(epsilon)["images"]}  # eqs. 13-16
-
-    @tf.function(input_signature=[noise])
-    def draw(epsilon):
-        return _with_boxes(model.decode(epsilon, return_sequence=True), model)  # eqs. 13-16
-
-    @tf.function(input_signature=[images, noise])
-    def reconstruct(x, epsilon):
-        outputs = model.infer(x, epsilon, return_sequence=True)  # eqs. 3-8
-        kept = {k: v for k, v in outputs.items() if k in ("canvases", "read_window", "write_window")}
-        return _with_boxes({"reconstructions": tf.sigmoid(outputs["canvas"]), **kept}, model)  # σ(c_T)
-
-    @tf.function(input_signature=[images, noise])
-    def elbo(x, epsilon):
-        return dict(model.negative_elbo(x, epsilon))  # eqs. 9-12, nats per image
-
-    return {"generate": generate, "draw": draw, "reconstruct": reconstruct, "elbo": elbo}
-
-
 def _signature_functions(model, max_batch):
-    """{name: tf.function} of the eight signatures: each pass from `noise` and from `seed`, of at
-    most `max_batch` rows (checked on the first input of each)."""
+    """{name: tf.function} of the signatures, each checking its inputs, then calling its pass.
+
+    A pass is a tf.function of checked inputs traced once (a function call in the graph), so a
+    signature and its `_seeded` twin share one trace of the model.
+    """
+    functions = {}
+    for name, (inputs, run, outputs) in PASSES.items():
+        run_pass = _pass_function(model, inputs, run, outputs)
+        for suffix, source in (("", "noise"), ("_seeded", "seed")):
+            functions[name + suffix] = _signature_function(model, (*inputs, source), run_pass, max_batch)
+    return functions
+
+
+def _signature_function(model, names, run_pass, max_batch):
+    """`run_pass` as a tf.function of the inputs `names`, checked first (`_checked_inputs`)."""
+
+    def signature(*tensors):
+        return run_pass(*_checked_inputs(model, dict(zip(names, tensors)), max_batch))
+
+    specs = [tf.TensorSpec(None, INPUT_DTYPES[name], name=name) for name in names]  # unknown rank: see the top
+    return tf.function(signature, input_signature=specs)
+
+
+def _pass_function(model, inputs, run, outputs):
+    """`run` as a tf.function of (images, if among its `inputs`, and) the noise, returning those of
+    `outputs` the model has; `read_box` / `write_box` (batch, T, 4) come from the windows."""
+    specs = [tf.TensorSpec((None, *model.image_shape), tf.float32) for _ in inputs]
+    specs.append(tf.TensorSpec((None, model.num_steps, model.latent_dim), tf.float32))
+
+    def run_pass(*tensors):
+        results = dict(run(model, *tensors))
+        for kind, n in (("read", model.read_n), ("write", model.write_n)):
+            if f"{kind}_window" in results:
+                results[f"{kind}_box"] = tf.stack(window_box(results[f"{kind}_window"], n), axis=-1)
+        return {key: results[key] for key in outputs if key in results}
+
+    return tf.function(run_pass, input_signature=specs)
+
+
+def _checked_inputs(model, tensors, max_batch):
+    """The pass's arguments from a signature's inputs {name: tensor}: the images, if any, checked;
+    the noise checked, or drawn from the seeds. The first input has at most `max_batch` rows, the
+    noise or seeds the images' rows."""
     t, z = model.num_steps, model.latent_dim
-    passes = _model_passes(model)
-    spec = lambda name, dtype: tf.TensorSpec(None, dtype, name=name)  # unknown rank: see the top
-
-    def checked_images(images):
+    x = tensors.get("images")
+    batch, same, cap = None, "", max_batch
+    if x is not None:
         description = "(batch, height, width, channels) = (batch, {}, {}, {})".format(*model.image_shape)
-        return check_input(images, "images", [None, *model.image_shape], description, pixels=True,
-                           max_batch=max_batch)
-
-    def batch_of(x):
-        return (None, "") if x is None else (tf.shape(x)[0], ", with the batch size of images")
-
-    def checked_noise(noise, x=None):
-        batch, same = batch_of(x)
+        x = check_input(x, "images", [None, *model.image_shape], description, pixels=True, max_batch=max_batch)
+        batch, same, cap = tf.shape(x)[0], ", with the batch size of images", None
+    if "seed" in tensors:
+        seed = check_input(tensors["seed"], "seed", [batch], f"(batch,), one integer per row{same}", max_batch=cap)
+        epsilon = noise_from_seeds(seed, t, z)
+    else:
         description = f"(batch, T, latent_dim) = (batch, {t}, {z}){same}"
-        return check_input(noise, "noise", [batch, t, z], description, max_batch=max_batch if x is None else None)
-
-    def noise_of_seed(seed, x=None):
-        batch, same = batch_of(x)
-        seed = check_input(seed, "seed", [batch], f"(batch,), one integer per row{same}",
-                           max_batch=max_batch if x is None else None)
-        return noise_from_seeds(seed, t, z)
-
-    def from_noise(run):
-        return lambda noise: run(checked_noise(noise))
-
-    def from_seed(run):
-        return lambda seed: run(noise_of_seed(seed))
-
-    def from_images_and_noise(run):
-        def signature(images, noise):
-            x = checked_images(images)
-            return run(x, checked_noise(noise, x))
-        return signature
-
-    def from_images_and_seed(run):
-        def signature(images, seed):
-            x = checked_images(images)
-            return run(x, noise_of_seed(seed, x))
-        return signature
-
-    noise, seed, images = spec("noise", tf.float32), spec("seed", tf.int64), spec("images", tf.float32)
-    inputs = {  # does a pass take images? -> (suffix, the signature's inputs) of its two signatures
-        False: [("", from_noise, [noise]), ("_seeded", from_seed, [seed])],
-        True: [("", from_images_and_noise, [images, noise]), ("_seeded", from_images_and_seed, [images, seed])],
-    }
-    return {name + suffix: tf.function(wrap(passes[name]), input_signature=specs)
-            for name, takes_images in PASS_INPUTS.items() for suffix, wrap, specs in inputs[takes_images]}
-
-
-def _with_boxes(outputs, model):
-    """Adds `read_box` / `write_box` (batch, T, 4) beside each window (see `window_box`)."""
-    outputs = dict(outputs)
-    for kind, n in (("read", model.read_n), ("write", model.write_n)):
-        if f"{kind}_window" in outputs:
-            outputs[f"{kind}_box"] = window_box(outputs[f"{kind}_window"], n)
-    return outputs
+        epsilon = check_input(tensors["noise"], "noise", [batch, t, z], description, max_batch=cap)
+    return (epsilon,) if x is None else (x, epsilon)
 
 
 # === Export ===
@@ -281,10 +239,10 @@ def export(model, export_dir, version=None, max_batch=MAX_BATCH):
     path = os.path.join(os.fspath(export_dir), str(version))
     if os.path.exists(path):
         raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 2**31 - 1:
+        raise ValueError(f"max_batch must be an integer from 1 to 2**31 - 1. Received: max_batch={max_batch!r}")
     created = not os.path.isdir(export_dir)
     os.makedirs(export_dir, exist_ok=True)
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 2**31 - 1:
-        raise ValueError(f"max_batch must be a positive integer. Received: max_batch={max_batch!r}")
     module = DrawServing(model, max_batch)
     try:
         with atomic_path(path) as temporary:

@@ -6,161 +6,20 @@ the model), so a bad value leaves no trace.
 """
 
 import dataclasses
-import os
 import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
-from keras_draw import datasets, presets, serving, strategies, visualize
+from keras_draw import datasets, serving, strategies, visualize
 from keras_draw.callbacks import RunProgbar, TestMetrics
-from keras_draw.checkpoint import Checkpoint, CheckpointCallback, config_differences
+from keras_draw.checkpoint import CheckpointCallback, config_differences
 from keras_draw.draw import Draw
-from keras_draw.files import exclusive_folder, nearest_existing, write_json
+from keras_draw.files import exclusive_folder, write_json
 from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
-
-
-# Keras dtype policies: mixed_bfloat16 runs the LSTMs in bfloat16 (see `Draw`).
-PRECISIONS = ("float32", "mixed_bfloat16")
-
-# `--jit-compile` values and what they mean to `Draw.compile`.
-JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
-
-
-@dataclasses.dataclass
-class TrainOptions:
-    """The options of a training run; None means "the preset's value" or "the default"."""
-
-    dataset: str = "mnist"
-    preset: str = "demo"
-    epochs: int | None = None  # None here: the preset's recipe (`presets.RECIPES`), else `DEFAULTS`
-    steps_per_epoch: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    num_steps: int | None = None
-    read_n: int | None = None
-    write_n: int | None = None
-    no_attention: bool = False
-    latent_dim: int | None = None
-    units: int | None = None
-    clip_norm: float = 10.0
-    seed: int = 0
-    data_dir: str | None = None
-    manual_dir: str | None = None
-    output_dir: str | None = None
-    checkpoint_every: int | None = None
-    resume: bool = False
-    deterministic: bool = False
-    export_dir: str | None = None
-    strategy: str = "default"
-    jit_compile: str = "auto"
-    unroll: bool | None = None
-    log_test: bool = False
-    lr_patience: int | None = None
-    lr_factor: float = 0.5
-    early_stopping: int | None = None
-    precision: str = "float32"
-
-    # The recipe of a preset that has none of its own.
-    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": False}
-
-    # Sizes beyond these are typos, not experiments: T=10**12 or 10**6 units cannot be built.
-    # (`batch_size` is checked against the training split once it is loaded.)
-    LIMITS = {"num_steps": 1000, "units": 8192, "latent_dim": 8192, "checkpoint_every": 10**7,
-              "steps_per_epoch": 10**7, "epochs": 10**6}
-
-    # Options that may change between a run and its resumption; the others must match.
-    CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
-                  "lr_patience", "lr_factor", "early_stopping", "precision")
-
-    def __post_init__(self):
-        recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
-        for name, value in recipe.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-
-    def check(self):
-        """Raises ValueError, quoting the bad value, for any option that cannot work."""
-        if self.dataset not in datasets.SUPPORTED:
-            raise ValueError(
-                f"Unknown dataset: {self.dataset!r}. Supported: {', '.join(datasets.SUPPORTED)}."
-            )
-        presets.get(self.preset)
-        if self.jit_compile not in JIT_CHOICES:
-            raise ValueError(f"`jit_compile` must be one of {', '.join(JIT_CHOICES)}. "
-                             f"Received: jit_compile={self.jit_compile!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}")
-        if self.strategy not in strategies.STRATEGIES:
-            raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
-                             f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
-        for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
-                     "checkpoint_every", "lr_patience", "early_stopping"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-            if value is not None and value > self.LIMITS.get(name, value):
-                raise ValueError(f"`{name}` must be at most {self.LIMITS[name]}. Received: {name}={value!r}")
-        if self.no_attention and (self.read_n is not None or self.write_n is not None):
-            raise ValueError("`read_n` and `write_n` are the sizes of attention grids, which `no_attention` "
-                             f"turns off. Received: read_n={self.read_n}, write_n={self.write_n}")
-        if not 0 < self.learning_rate < 1:  # Adam moves each weight by about the rate per step
-            raise ValueError(f"`learning_rate` must be in (0, 1). Received: learning_rate={self.learning_rate}")
-        if not 0 < self.lr_factor < 1:
-            raise ValueError(f"`lr_factor` must be in (0, 1). Received: lr_factor={self.lr_factor}")
-        if not 0 <= self.clip_norm < float("inf"):
-            raise ValueError(f"`clip_norm` must be 0 (off) or a positive number. Received: clip_norm={self.clip_norm}")
-        for name in ("output_dir", "export_dir"):
-            if getattr(self, name) == "":
-                raise ValueError(f"`{name}` must name a directory. Received: {name}=''")
-        for name in ("data_dir", "manual_dir"):
-            path = getattr(self, name)
-            if path is not None and not os.path.isdir(path):
-                raise ValueError(f"`{name}` is not an existing directory. Received: {name}={path!r}")
-        check_output_dir(self.resolved_output_dir())
-        if self.export_dir is not None:
-            check_output_dir(self.export_dir, name="export_dir")
-
-    def resumable(self):
-        """The options a checkpoint must share with the run that resumes it."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.CHANGEABLE}
-
-    def resolved_output_dir(self):
-        return self.output_dir or os.path.join("runs", self.dataset)
-
-    def model_config(self):
-        """The `Draw` arguments: the preset, the dataset's image shape, then the overrides."""
-        height, width, channels = datasets.image_shape(self.dataset)
-        overrides = {
-            "num_steps": self.num_steps,
-            "read_n": self.read_n,
-            "write_n": self.write_n,
-            "latent_dim": self.latent_dim,
-            "encoder_units": self.units,
-            "decoder_units": self.units,
-        }
-        config = presets.get(self.preset)
-        config.update({k: v for k, v in overrides.items() if v is not None})
-        config.update(image_height=height, image_width=width, channels=channels)
-        if self.no_attention:
-            config["attention"] = False
-        config.update(clip_norm=self.clip_norm or None, seed=self.seed)
-        return config
-
-
-def check_output_dir(path, name="output_dir"):
-    """An output directory must be a directory, or creatable, and writable."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"`{name}` exists and is not a directory. Received: {name}={path!r}")
-    existing = nearest_existing(path)
-    if not os.path.isdir(existing):
-        raise ValueError(f"`{name}` lies under {existing!r}, which is a file, not a directory. "
-                         f"Received: {name}={path!r}")
-    if not os.access(existing, os.W_OK):
-        raise ValueError(f"`{name}` is not writable. Received: {name}={path!r}")
+from keras_draw.train_options import JIT_CHOICES, TrainOptions
 
 
 def check_batch_size(options, images):
@@ -200,25 +59,24 @@ def train(verbose="auto", **options):
     strategy = strategies.make_strategy(options.strategy)
     with strategy.scope():
         model = build_model(options)  # raises on a bad N or size, before anything is written
-        checkpoint = Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint)
+        checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
         state = resume_state(model, options, checkpoint)
-        images = datasets.training_images(options.dataset, data_dir=options.data_dir, manual_dir=options.manual_dir)
-        check_batch_size(options, images)
-        checkpoint.check_step(state, datasets.num_batches(images, options.batch_size, options.steps_per_epoch))
+        data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
+                             manual_dir=options.manual_dir, seed=options.seed)
+        check_batch_size(options, data.images)
+        checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
         if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
-            model.initialize_canvas(datasets.mean_image(images.batch(10_000)))
-    _, validation_ds, test_ds = load_data(options, datasets.load)
+            model.initialize_canvas(data.mean_image())
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
     with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
-        history = fit(model, options, files, state, images, validation_ds, verbose,
-                      test_ds=test_ds if options.log_test else None)
+        history = fit(model, options, files, state, data, verbose, log_test=options.log_test)
         files.save_model(model)
-        test_metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
+        test_metrics = model.evaluate(data.test, return_dict=True, verbose=verbose)
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
-        test_images = next(iter(test_ds.unbatch().batch(32)))
+        test_images = next(iter(data.test.unbatch().batch(32)))
         visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
     if options.export_dir is not None and chief:
         print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
@@ -229,7 +87,7 @@ def train(verbose="auto", **options):
 
 def kept(options):
     """What a stopped run keeps, in words: its last checkpoint, or none."""
-    checkpoint = Checkpoint(RunFiles(options.resolved_output_dir()).checkpoint)
+    checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
     try:
         state = checkpoint.read_state()
     except ValueError:
@@ -260,17 +118,6 @@ def summary(options, test_loss):
     return lines
 
 
-def load_data(options, loader, **kwargs):
-    return loader(
-        options.dataset,
-        options.batch_size,
-        data_dir=options.data_dir,
-        manual_dir=options.manual_dir,
-        seed=options.seed,
-        **kwargs,
-    )
-
-
 def resume_state(model, options, checkpoint):
     """The state to start from: a fresh one, or the checkpoint's, loaded into the model."""
     model_config = {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")}
@@ -292,23 +139,23 @@ def resume_state(model, options, checkpoint):
     return checkpoint.restore(model)
 
 
-def fit(model, options, files, state, images, validation_ds, verbose, test_ds=None):
+def fit(model, options, files, state, data, verbose, log_test=False):
     """Runs `model.fit` one epoch at a time, from the state's epoch and step to `options.epochs`.
 
-    Each epoch's batches are a pure function of (seed, epoch) (`datasets.epoch_batches`), so
+    Each epoch's batches are a pure function of (seed, epoch) (`datasets.Splits.epoch`), so
     resuming at any checkpoint replays exactly what an uninterrupted run would have done. The
     weights of the epoch with the lowest validation loss are kept in `files.best_weights`. With
-    `test_ds`, the test metrics join each epoch's row (`test_loss`, ...), for learning curves.
+    `log_test`, the test metrics join each epoch's row (`test_loss`, ...), for learning curves.
     Returns a History of every epoch of the run.
     """
-    steps_per_epoch = datasets.num_batches(images, options.batch_size, options.steps_per_epoch)
+    steps_per_epoch = data.num_batches(options.steps_per_epoch)
     callback = CheckpointCallback(
-        Checkpoint(files.checkpoint), state, steps_per_epoch, options.checkpoint_every,
+        files.latest_checkpoint(), state, steps_per_epoch, options.checkpoint_every,
         on_epoch_end=files.write_metrics, best_weights=files.best_weights,
     )
     schedule = LearningRateSchedule(options.learning_rate, lambda: state["history"], options.lr_patience,
                                     options.lr_factor)
-    first_callbacks = [*([TestMetrics(test_ds)] if test_ds is not None else []), schedule]
+    first_callbacks = [*([TestMetrics(data.test)] if log_test else []), schedule]
     while state["epoch"] < options.epochs and not callback.diverged:
         val_losses = validation_losses(state["history"])
         waited = epochs_since_best(val_losses)
@@ -317,14 +164,11 @@ def fit(model, options, files, state, images, validation_ds, verbose, test_ds=No
                   f"(lowest {min(val_losses):.2f} at epoch {len(val_losses) - waited}).")
             break
         epoch, step = state["epoch"], state["step"]
-        train_ds = datasets.epoch_batches(
-            images, epoch, options.batch_size, binarize=options.dataset == "mnist",
-            seed=options.seed, first_step=step, steps_per_epoch=options.steps_per_epoch,
-        )
+        train_ds = data.epoch(epoch, first_step=step, steps_per_epoch=options.steps_per_epoch)
         callback.start_epoch(step)
         model.fit(
             train_ds,
-            validation_data=validation_ds,
+            validation_data=data.validation,
             initial_epoch=epoch,
             epochs=epoch + 1,
             steps_per_epoch=steps_per_epoch - step,

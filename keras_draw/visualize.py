@@ -26,10 +26,13 @@ if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start
 import numpy as np
 
 from keras_draw import animation, datasets
-from keras_draw.evaluate import SPLITS, run_data
+from keras_draw.evaluate import SPLITS
+from keras_draw.files import WriteError
 from keras_draw.model_file import check_model_file, load_model
 from keras_draw.images import save_grid
+from keras_draw.run_files import RunFiles
 
+PROGRAM = "visualize"
 PICTURES = {
     "samples": "samples.png",
     "drawing": "drawing.gif",
@@ -135,19 +138,22 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.num_images <= 0:
-            raise ValueError(f"`--num-images` must be positive. Received: --num-images={args.num_images}")
+        console.check_positive_flags(num_images=args.num_images)
         check_model_file(args.model)
-        out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
+        run = RunFiles.of_model(args.model)
+        out_dir = args.out or run.output_dir
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise ValueError(f"`--out` exists and is not a folder. Received: --out={out_dir!r}")
         images = None
-        dataset, data_dir, manual_dir = (None, None, None) if args.no_reconstructions else run_data(args.model, args)
-        if dataset is not None:
-            images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
+        if not args.no_reconstructions:
+            dataset, data_dir, manual_dir = run.data_options(args.dataset, args.data_dir, args.manual_dir)
+            if dataset is not None:
+                images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
         paths = write_pictures(args.model, out_dir, images, seed=args.seed, num_images=args.num_images)
     except (ValueError, datasets.DatasetUnavailableError) as err:
-        return console.fail("visualize", err)
+        return console.fail(PROGRAM, err)
+    except WriteError as err:  # a full disk: a failure of the run, not of its input
+        return console.fail(PROGRAM, err, status=1)
     if images is None and not args.no_reconstructions:
         print("No --dataset given and none in config.json beside the model: generated pictures only.")
     names = ", ".join(os.path.basename(path) for path in paths.values())

@@ -21,6 +21,7 @@ import tensorflow as tf
 from PIL import Image
 
 from export import client as draw_client
+from export import transports
 from export.client import Client, ServingError
 from export.stand_in_server import StandInServer
 from keras_draw import Draw, serving
@@ -179,22 +180,22 @@ def test_grpc_request_and_response_protos_are_built_and_parsed():
 
     noise = RNG.standard_normal((2, T, Z)).astype(np.float32)
     inputs = {"images": binary_images(2), "seed": np.array([4, 5])}
-    request = draw_client.predict_request("draw", "elbo_seeded", inputs, version=3)
+    request = transports.predict_request("draw", "elbo_seeded", inputs, version=3)
     request = predict_pb2.PredictRequest.FromString(request.SerializeToString())  # over the wire
     spec = request.model_spec
     assert (spec.name, spec.signature_name, spec.version.value) == ("draw", "elbo_seeded", 3)
     assert request.inputs["seed"].dtype == types_pb2.DT_INT64 and request.inputs["images"].dtype == types_pb2.DT_FLOAT
     assert [d.size for d in request.inputs["images"].tensor_shape.dim] == [2, 28, 28, 1]
     np.testing.assert_array_equal(tf.make_ndarray(request.inputs["seed"]), [4, 5])
-    np.testing.assert_array_equal(draw_client.from_tensor_proto(draw_client.to_tensor_proto(noise)), noise)
+    np.testing.assert_array_equal(transports.from_tensor_proto(transports.to_tensor_proto(noise)), noise)
 
     response = predict_pb2.PredictResponse()
     response.outputs["loss"].CopyFrom(tf.make_tensor_proto(np.array([1.5, 2.5], np.float32)))
     response.outputs["kl_loss"].CopyFrom(tf.make_tensor_proto(np.float32(0.25), shape=[2]))  # one value for all
     response.outputs["kl_loss"].ClearField("tensor_content")
     response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
-    np.testing.assert_array_equal(draw_client.from_tensor_proto(response.outputs["loss"]), [1.5, 2.5])
-    np.testing.assert_array_equal(draw_client.from_tensor_proto(response.outputs["kl_loss"]), [0.25, 0.25])
+    np.testing.assert_array_equal(transports.from_tensor_proto(response.outputs["loss"]), [1.5, 2.5])
+    np.testing.assert_array_equal(transports.from_tensor_proto(response.outputs["kl_loss"]), [0.25, 0.25])
 
 
 def test_command_line_writes_png_grids_and_prints_the_elbo(server, tmp_path, capsys):
@@ -228,13 +229,18 @@ def test_command_line_reports_failures_in_one_line(server, tmp_path, capsys):
     assert not (tmp_path / "g.png").exists()
 
 
+HEAVY = ("tensorflow", "grpc", "tensorflow_serving", "keras", "tensorflow_datasets", "tensorflow_probability")
+
+
+@pytest.mark.slow
 def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
-    """python export/client.py in a process where TensorFlow, gRPC and keras_draw cannot be imported."""
+    """python export/client.py in a process where TensorFlow, Keras and gRPC cannot be imported:
+    keras_draw's `console` and `images` import none of them."""
     script = (
         "import runpy, sys\n"
-        "for name in ('tensorflow', 'grpc', 'tensorflow_serving', 'keras', 'keras_draw'):\n"
-        "    sys.modules[name] = None\n"
-        "sys.argv = ['client.py', *sys.argv[1:]]\n"
+        f"for name in {HEAVY}:\n"
+        "    sys.modules[name] = None  # importing it now raises ImportError\n"
+        "sys.argv, sys.path[0] = ['client.py', *sys.argv[1:]], 'export'  # as `python export/client.py` has them\n"
         "runpy.run_path('export/client.py', run_name='__main__')\n"
     )
     out = tmp_path / "samples.png"
@@ -244,6 +250,17 @@ def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "seeds 4..5" in result.stdout
+
+
+@pytest.mark.slow
+def test_importing_the_client_from_export_imports_no_tensorflow(tmp_path):
+    """`import client` with export/ on sys.path (export/README.md), from outside the repository."""
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'export')!r}); import client; "
+              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY}))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -41,6 +41,7 @@ def run_python(code, **env):
 START = "from keras_draw import console; console.start_tensorflow(); import tensorflow as tf; print(tf.constant(2.0) * 3)"
 
 
+@pytest.mark.slow
 def test_tensorflow_starts_without_native_lines():
     # On this CPU-only machine TensorFlow's start prints absl's "All log messages before
     # absl::InitializeLog()", cudart's "Could not find cuda drivers" and cuInit's "ERROR".
@@ -50,6 +51,7 @@ def test_tensorflow_starts_without_native_lines():
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_tensorflow_logs_come_back_on_request():
     # The same start as above, whose stderr is empty, with the variable set.
     loud = run_python(START, **{console.TF_LOGS_VARIABLE: "1"})
@@ -57,6 +59,7 @@ def test_tensorflow_logs_come_back_on_request():
     assert loud.stderr.strip(), "KERAS_DRAW_TF_LOGS=1 printed nothing: did TensorFlow stop logging at start?"
 
 
+@pytest.mark.slow
 def test_importing_the_package_imports_no_tensorflow():
     result = run_python("import sys, keras_draw, keras_draw.console; print('tensorflow' in sys.modules)")
     assert result.stdout.strip() == "False", result.stderr

@@ -2,7 +2,10 @@
 
 import re
 import socket
+import subprocess
+import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -215,33 +218,74 @@ def test_a_failed_preparation_says_one_line_before_its_error(tmp_path, capfd):
     assert err == ""
 
 
-def test_mean_image_is_the_mean_over_every_batch():
-    rng = np.random.default_rng(0)
-    images = rng.uniform(size=(25, 4, 3, 2)).astype(np.float32)
-    batches = tf.data.Dataset.from_tensor_slices(images).batch(10)  # 10, 10 and a last batch of 5
-    np.testing.assert_allclose(datasets.mean_image(batches).numpy(), images.mean(axis=0), rtol=1e-5)
+def small_splits(mnist_data_dir, count=500, **options):
+    """mnist's splits with only the first `count` training images (epochs of 100-image batches)."""
+    splits = datasets.load("mnist", 100, data_dir=mnist_data_dir, **options)
+    splits.images = splits.images.take(count)
+    splits.train = splits._epochs_from(options.get("initial_epoch", 0))
+    return splits
 
 
-def test_epoch_batches_are_a_pure_function_of_seed_and_epoch_and_resume_at_any_step(mnist_data_dir):
-    images = datasets.training_images("mnist", data_dir=mnist_data_dir).take(500)
-    def epoch(e, seed=0, first_step=0):
-        return [b.numpy() for b in datasets.epoch_batches(images, e, 100, binarize=True, seed=seed,
-                                                          first_step=first_step)]
-    first = epoch(0)
-    assert len(first) == 5 and all(b.shape == (100, 28, 28, 1) for b in first)
-    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(epoch(0)))  # a fresh pipeline repeats it
-    np.testing.assert_array_equal(np.concatenate(first[2:]), np.concatenate(epoch(0, first_step=2)))
-    assert not np.array_equal(np.concatenate(first), np.concatenate(epoch(1)))
-    assert not np.array_equal(np.concatenate(first), np.concatenate(epoch(0, seed=1)))
-    assert set(np.unique(np.concatenate(first))) <= {0.0, 1.0}
+def batches_of(ds):
+    return np.concatenate([b.numpy() for b in ds])
 
 
-def test_epoch_batches_binarize_each_pixel_as_a_bernoulli_of_its_intensity(mnist_data_dir):
-    images = datasets.training_images("mnist", data_dir=mnist_data_dir).take(100)
-    p = np.concatenate([b.numpy() for b in images.batch(100)])
+def test_mean_image_is_the_mean_of_the_training_intensities(mnist_data_dir):
+    splits = small_splits(mnist_data_dir, count=25_000)  # 10,000, 10,000 and a last batch of 5,000
+    images = batches_of(splits.images.batch(1000))
+    assert len(images) == 25_000 and len(np.unique(images)) > 2  # intensities, not their binarization
+    np.testing.assert_allclose(splits.mean_image().numpy(), images.mean(axis=0, dtype=np.float64), atol=5e-5)  # float32 sums
+
+
+def test_each_epoch_is_a_pure_function_of_seed_and_epoch_and_resumes_at_any_step(mnist_data_dir):
+    splits = small_splits(mnist_data_dir, seed=0, shuffle_buffer=1000)
+    first = [b.numpy() for b in splits.epoch(0)]
+    assert len(first) == 5 == splits.num_batches() and all(b.shape == (100, 28, 28, 1) for b in first)
+    np.testing.assert_array_equal(np.concatenate(first), batches_of(small_splits(mnist_data_dir, seed=0,
+                                                                                  shuffle_buffer=1000).epoch(0)))
+    np.testing.assert_array_equal(np.concatenate(first[2:]), batches_of(splits.epoch(0, first_step=2)))
+    assert not np.array_equal(np.concatenate(first), batches_of(splits.epoch(1)))
+    assert not np.array_equal(np.concatenate(first), batches_of(small_splits(mnist_data_dir, seed=1).epoch(0)))
+    assert set(np.unique(np.concatenate(first))) == {0.0, 1.0}
+    # A longer epoch is its batches, cycled (here unbinarized: each batch is binarized afresh).
+    grey = small_splits(mnist_data_dir, seed=0, shuffle_buffer=1000, greyscale=True)
+    whole = [b.numpy() for b in grey.epoch(0)]
+    np.testing.assert_array_equal(batches_of(grey.epoch(0, steps_per_epoch=7)), np.concatenate(whole + whole[:2]))
+
+
+def test_the_training_pipeline_yields_the_next_epoch_at_each_pass(mnist_data_dir):
+    splits = small_splits(mnist_data_dir, seed=4, initial_epoch=3)
+    assert int(splits.train.cardinality()) == 5
+    train, validation, test = splits  # as `load` is used in notebooks
+    assert train is splits.train and (validation, test) == (splits.validation, splits.test)
+    for epoch in (3, 4):
+        np.testing.assert_array_equal(batches_of(train), batches_of(splits.epoch(epoch)))
+
+
+def test_fit_trains_on_the_same_epochs_as_train_py(mnist_data_dir):
+    # `model.fit(train_ds, epochs=2)` sees epochs 0 and 1 of `Splits.epoch`, which train.py uses.
+    splits = small_splits(mnist_data_dir, count=200, seed=2)
+    seen = []
+
+    class Recorder(keras.Model):
+        def train_step(self, data):
+            seen.append(data)
+            return {"images": tf.shape(data)[0]}
+
+    model = Recorder()
+    model.compile(run_eagerly=True)
+    model.fit(splits.train, epochs=2, verbose=0)
+    expected = [b.numpy() for e in (0, 1) for b in splits.epoch(e)]
+    assert len(seen) == len(expected) == 4
+    for batch, want in zip(seen, expected):
+        np.testing.assert_array_equal(batch.numpy(), want)
+
+
+def test_each_training_epoch_binarizes_each_pixel_as_a_bernoulli_of_its_intensity(mnist_data_dir):
+    splits = small_splits(mnist_data_dir, count=100, shuffle_buffer=1)
+    p = batches_of(splits.images.batch(100))
     n = 60  # epochs: the same 100 images (one batch, no shuffle), sampled afresh in each
-    samples = np.stack([next(iter(datasets.epoch_batches(images, e, 100, binarize=True, shuffle_buffer=1))).numpy()
-                        for e in range(n)])
+    samples = np.stack([next(iter(splits.epoch(e))).numpy() for e in range(n)])
     assert set(np.unique(samples)) == {0.0, 1.0}
     np.testing.assert_array_equal(samples[:, p == 0.0], 0.0)  # a pixel of intensity 0 is never on
     grey = (p > 0.1) & (p < 0.9)
@@ -289,3 +333,13 @@ def test_a_reachable_server_or_a_proxy_lets_tfds_download(tmp_path, monkeypatch)
     assert opened == [("www.cs.toronto.edu", 443)]
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert offline.unreachable("https://www.cs.toronto.edu/~kriz/") is None and len(opened) == 1  # not probed
+
+
+@pytest.mark.slow
+def test_the_package_imports_tensorflow_datasets_only_when_a_dataset_is_asked_for():
+    code = ("import sys, keras_draw.training, keras_draw.evaluate, keras_draw.visualize, keras_draw.serving; "
+            "assert 'tensorflow_datasets' not in sys.modules; "
+            "from keras_draw import data_sources; data_sources._download_errors(); "
+            "assert 'tensorflow_datasets' in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

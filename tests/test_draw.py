@@ -116,12 +116,12 @@ def test_loss_at_a_fixed_seed_matches_a_numpy_reference(attention):
     expected = numpy_negative_elbo(model, x, epsilon)
     np.testing.assert_allclose(model.negative_elbo(x, epsilon)["loss"], expected, rtol=1e-4)
     model.compile()  # the training path: XLA on the loop's step body on a CPU
-    assert model._jit_step or model.jit_compile
+    assert model.loop_jit_compile or model.jit_compile
     loss = tf.function(lambda x, e: model._negative_elbo(x, e, jit_step=True)["loss"])(x, epsilon)
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
-def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients(tmp_path):
+def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients():
     model = small(image_height=6, image_width=9, channels=3)
     x = binary_images(3, 6, 9, 3)
     epsilon = model.sample_noise(3, seed=5)
@@ -135,10 +135,18 @@ def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients(tmp_path)
     for unrolled, symbolic in zip(gradients(True), gradients(False)):
         assert np.abs(symbolic).sum() > 0
         np.testing.assert_allclose(unrolled, symbolic, rtol=1e-3, atol=1e-5)
-    model.compile(optimizer="adam", unroll=True)
-    model.fit(x, batch_size=3, epochs=1, verbose=0)
+
+
+@pytest.mark.slow
+def test_an_unrolled_model_trains_and_reloads_unrolled(tmp_path):
+    model = small(image_height=6, image_width=9, channels=3)
+    x = binary_images(3, 6, 9, 3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), unroll=True)
+    before = model.evaluate(x, batch_size=3, verbose=0, return_dict=True)["loss"]
+    model.fit(x, batch_size=3, epochs=5, verbose=0)
+    assert model.evaluate(x, batch_size=3, verbose=0, return_dict=True)["loss"] < before
     model.save(tmp_path / "draw.keras")
-    assert keras.saving.load_model(tmp_path / "draw.keras")._unroll
+    assert keras.saving.load_model(tmp_path / "draw.keras").loop_unroll
 
 
 @pytest.mark.parametrize("attention", [True, False])
@@ -237,7 +245,7 @@ def test_saved_model_reloads_with_identical_outputs(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, Draw) and loaded.get_config() == model.get_config()
-    assert loaded.get_compile_config()["jit_compile"] == "auto" and loaded._jit_step == model._jit_step
+    assert loaded.get_compile_config()["jit_compile"] == "auto" and loaded.loop_jit_compile == model.loop_jit_compile
     np.testing.assert_array_equal(loaded.generate(5, seed=11), model.generate(5, seed=11))
     x = binary_images(4)
     np.testing.assert_array_equal(loaded.reconstruct(x, seed=2), model.reconstruct(x, seed=2))
@@ -329,6 +337,12 @@ def test_mixed_bfloat16_computes_the_lstms_in_bfloat16_and_the_rest_in_float32()
     expected, got = full.negative_elbo(x, epsilon)["loss"], mixed.negative_elbo(x, epsilon)["loss"]
     assert got.dtype == "float32"
     np.testing.assert_allclose(got, expected, rtol=1e-2)  # bfloat16 keeps ~3 significant digits
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_trains_with_step_body_xla():
+    mixed = Draw.from_preset("tiny", seed=0, dtype="mixed_bfloat16")
+    x = (np.random.default_rng(0).random((16, 28, 28, 1)) > 0.5).astype("float32")
     mixed.compile(optimizer=keras.optimizers.Adam(1e-3))  # step-body XLA on a CPU
     before = [w.copy() for w in mixed.get_weights()]
     logs = mixed.train_on_batch(x, return_dict=True)

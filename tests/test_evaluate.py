@@ -2,7 +2,6 @@
 
 import json
 import math
-from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -11,7 +10,8 @@ import tensorflow as tf
 
 from keras_draw import Draw, losses
 from keras_draw import evaluate as evaluate_module
-from keras_draw.evaluate import NON_BINARY_NOTE, evaluate, log_importance_weights, main, per_image_bounds, run_data
+from keras_draw.evaluate import NON_BINARY_NOTE, evaluate, log_importance_weights, main, per_image_bounds
+from keras_draw.files import WriteError
 
 
 def block_patterns(count, seed, flip=0.0, size=28):
@@ -114,9 +114,11 @@ def test_colour_figures_are_in_bits_per_dimension_and_flagged_as_not_a_likelihoo
     "options, message",
     [
         ({"split": "dev"}, "Received: split='dev'"),
-        ({"importance_samples": -1}, "Received: importance_samples=-1"),
-        ({"max_images": 0}, "Received: max_images=0"),
-        ({"batch_size": 2.5}, "Received: batch_size=2.5"),
+        ({"importance_samples": -1}, "--importance-samples must be a non-negative integer. Received: --importance-samples=-1"),
+        ({"importance_samples": True}, "Received: --importance-samples=True"),
+        ({"max_images": 0}, "--max-images must be a positive integer. Received: --max-images=0"),
+        ({"batch_size": 2.5}, "--batch-size must be a positive integer. Received: --batch-size=2.5"),
+        ({"importance_batch_size": 2**20 + 1}, "--importance-batch-size must be at most 1,048,576"),
     ],
 )
 def test_bad_options_are_rejected_with_the_value(options, message):
@@ -143,37 +145,30 @@ def test_command_line_writes_json_next_to_the_model(trained_model, mnist_data_di
     assert "negative ELBO" in printed and f"{result['negative_elbo']:.2f}" in printed
 
 
-def test_the_run_gives_the_dataset_and_folders_the_flags_leave_out(tmp_path):
-    model = tmp_path / "model.keras"
-    (tmp_path / "data").mkdir()
-    (tmp_path / "files").mkdir()
-    config = {"dataset": "binarized_mnist", "data_dir": str(tmp_path / "data"), "manual_dir": str(tmp_path / "files")}
-    (tmp_path / "config.json").write_text(json.dumps({"options": config}))
-    flags = lambda **given: SimpleNamespace(**{"dataset": None, "data_dir": None, "manual_dir": None, **given})
-    run = config["dataset"], config["data_dir"], config["manual_dir"]
-    assert run_data(model, flags()) == run
-    assert run_data(model, flags(dataset="binarized_mnist")) == run
-    assert run_data(model, flags(dataset="mnist")) == ("mnist", config["data_dir"], None)  # its files are another's
-    assert run_data(model, flags(data_dir="d", manual_dir="m")) == ("binarized_mnist", "d", "m")
-    (tmp_path / "files").rmdir()  # written relative to another folder, or gone: not used
-    assert run_data(model, flags()) == ("binarized_mnist", config["data_dir"], None)
-    for damaged in ("not json", "[]", json.dumps({"options": [1]}), json.dumps({"options": {"dataset": 3}})):
-        (tmp_path / "config.json").write_text(damaged)
-        assert run_data(model, flags()) == (None, None, None)
-    (tmp_path / "config.json").unlink()
-    assert run_data(model, flags(dataset="mnist")) == ("mnist", None, None)
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--model", "no/such/model.keras", "--dataset", "mnist"], "Model file not found"),
-        (["--model", "m.keras", "--dataset", "mnist", "--importance-samples", "-2"], "importance_samples=-2"),
-        (["--model", "m.keras", "--batch-size", str(10**12)], "`batch_size` must be at most 65,536"),
-        (["--model", "m.keras", "--importance-samples", str(10**9)], "`importance_samples` must be at most 1,000,000"),
+        (["--model", "m.keras", "--dataset", "mnist", "--importance-samples", "-2"], "Received: --importance-samples=-2"),
+        (["--model", "m.keras", "--max-images", "0"], "--max-images must be a positive integer"),
+        (["--model", "m.keras", "--batch-size", str(10**12)], "--batch-size must be at most 65,536"),
+        (["--model", "m.keras", "--importance-samples", str(10**9)], "--importance-samples must be at most 1,000,000"),
     ],
 )
 def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, capsys):
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1 and error.startswith("evaluate: error:")
+
+
+def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path, monkeypatch, capsys):
+    Draw.from_preset("tiny").save(tmp_path / "model.keras")
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *args, **kwargs: {})
+
+    def full_disk(path, value):
+        raise WriteError(f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(evaluate_module, "write_json", full_disk)
+    assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("evaluate: error: could not write") and error.count("\n") == 1

@@ -2,7 +2,7 @@
 
 A code change that alters what a trained model computes (the equations, the loss, the loading of
 weights) moves the negative ELBO of the first 500 binarized-MNIST test images by more than 1 nat
-from the figure `keras_draw.publish` recorded for each preset in the weights' index (the images
+from the figure scripts/publish.py recorded for each preset in the weights' index (the images
 themselves are in tests/data).
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from keras_draw import Draw, evaluate, pretrained
-from keras_draw.publish import REFERENCE_KEY
+from keras_draw.pretrained import REFERENCE_KEY
 
 DATA = Path(__file__).resolve().parent / "data"
 SHIPPED = [(preset, dataset) for preset, trained in pretrained.index().items() for dataset in trained]

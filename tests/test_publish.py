@@ -1,16 +1,21 @@
-"""Publishing a run (keras_draw.publish) and loading weights by name (keras_draw.pretrained)."""
+"""Publishing a run (scripts/publish.py) and loading weights by name (keras_draw.pretrained)."""
 
 import json
+import runpy
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from keras_draw import Draw, evaluate, presets, pretrained
-from keras_draw.publish import command_line, main, publish
 from keras_draw.training import TrainOptions, train
+
+# A maintainer's script, outside the package: its functions, loaded from the file.
+script = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "publish.py")))
+command_line, main, publish = script.command_line, script.main, script.publish
 
 RECIPE_CHANGES = [{"epoch": 2, "change": "--lr-patience 4", "why": "a plateau"}]
 
@@ -108,8 +113,9 @@ def test_corrupt_shipped_weights_are_refused(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     (["no/such/run"], "No such run folder. Received: 'no/such/run'"),
-    (["RUN", "--importance-samples", "-1"], "`importance_samples` must be a non-negative integer"),
-    (["RUN", "--importance-images", "0"], "--importance-images must be positive. Received: --importance-images=0"),
+    (["RUN"], "is not the folder of a training run: no config.json, or no checkpoint/state.json"),
+    (["RUN", "--importance-samples", "-1"], "--importance-samples must be a non-negative integer"),
+    (["RUN", "--importance-images", "0"], "--importance-images must be a positive integer. Received: --importance-images=0"),
     (["RUN", "--paper-figure", "nan"], "--paper-figure must be a finite number"),
 ])
 def test_command_line_refuses_values_no_user_can_mean_before_evaluating(argv, message, tmp_path, capsys):

@@ -25,6 +25,8 @@ import tensorflow as tf
 
 from export import export as export_cli
 from keras_draw import Draw, serving
+from keras_draw.filterbank import filter_centres
+from keras_draw.images import window_box
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(5)
@@ -197,6 +199,7 @@ def parse_saved_model_cli(text):
     return listed
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_documented_signatures(fresh_processes):
     listed = parse_saved_model_cli(fresh_processes.cli)
     listed.pop("__saved_model_init_op")
@@ -219,6 +222,7 @@ def test_readme_documents_every_signature_with_a_curl_example():
         assert any("curl" in block and f'"signature_name": "{name}"' in block for block in code_blocks), name
 
 
+@pytest.mark.slow
 def test_a_tensorflow_only_process_loads_the_export_and_runs_every_signature(fresh_processes):
     for report in fresh_processes.reports:
         assert report["imported"] == []  # keras, TFP and keras_draw could not even be imported
@@ -228,6 +232,7 @@ def test_a_tensorflow_only_process_loads_the_export_and_runs_every_signature(fre
         assert {"Assert", "StatelessRandomNormalV2", "While"} <= set(report["ops"])  # checks, seeds, loop
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_images_in_two_fresh_processes(exported, fresh_processes):
     first, second = fresh_processes.outputs
     assert sorted(first) == sorted(second)
@@ -276,15 +281,32 @@ def test_seeded_signatures_use_the_documented_noise_row_by_row(exported):
 def test_boxes_span_the_first_and_last_filter_centres():
     # g_x = 14.5, g_y = 10, δ = 2, N = 3: centres x 12.5, 14.5, 16.5 and y 8, 10, 12 (1-based, eqs. 19-20)
     window = tf.constant([[[14.5, 10.0, 2.0, 1.0, 1.0]] * 3] * 2)  # (batch 2, T 3, 5)
-    box = serving.window_box(window, 3)
-    assert box.shape == (2, 3, 4)
+    box = tf.stack(window_box(window, 3), axis=-1)  # in the graph, as the signatures compute it
+    assert box.shape == (2, 3, 4) and box.dtype == tf.float32
     np.testing.assert_allclose(box[0, 0], [11.5, 7.0, 15.5, 11.0])  # 0-based: x_min, y_min, x_max, y_max
+    np.testing.assert_array_equal(box, np.stack(window_box(window.numpy(), 3), axis=-1))  # numpy: the same
 
 
-def test_exported_boxes_match_the_windows(exported):
-    drawing = exported.signatures["draw_seeded"](seed=tf.constant([1, 2], tf.int64))
-    box = serving.window_box(drawing["write_window"], exported.model.write_n)
-    np.testing.assert_allclose(drawing["write_box"], box, rtol=1e-6)
+def test_exported_boxes_are_the_outermost_filter_centres_of_the_windows(exported):
+    model, seeds = exported.model, tf.constant([1, 2], tf.int64)
+    drawing = exported.signatures["draw_seeded"](seed=seeds)
+    reconstruction = exported.signatures["reconstruct_seeded"](images=binary_images(2), seed=seeds)
+    for outputs, kind, n in [(drawing, "write", model.write_n), (reconstruction, "write", model.write_n),
+                             (reconstruction, "read", model.read_n)]:
+        window = outputs[f"{kind}_window"].numpy().reshape(-1, 5)  # (batch·T, 5)
+        g_x, g_y, delta = window[:, 0], window[:, 1], window[:, 2]
+        mu_x, mu_y = np.asarray(filter_centres(g_x, delta, n)), np.asarray(filter_centres(g_y, delta, n))  # eqs. 19-20
+        expected = np.stack([mu_x[:, 0], mu_y[:, 0], mu_x[:, -1], mu_y[:, -1]], axis=-1) - 1.0  # 0-based
+        np.testing.assert_allclose(outputs[f"{kind}_box"].numpy().reshape(-1, 4), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_a_model_without_attention_exports_no_windows_and_no_boxes(tmp_path):
+    model = Draw.from_preset("tiny", seed=0, attention=False)
+    signatures = tf.saved_model.load(serving.export(model, tmp_path / "draw")).signatures
+    seeds, x = tf.constant([1, 2], tf.int64), binary_images(2)
+    assert sorted(signatures["draw_seeded"](seed=seeds)) == ["canvases", "images"]
+    assert sorted(signatures["reconstruct_seeded"](images=x, seed=seeds)) == ["canvases", "reconstructions"]
+    assert sorted(signatures["elbo"](images=x, noise=seed_noise([1, 2]))) == sorted(ELBO_OUTPUTS)
 
 
 def test_exported_elbo_agrees_with_evaluate(exported):
@@ -416,10 +438,10 @@ def test_export_command_line_refuses_an_export_dir_that_cannot_be_one(exported, 
     model_file = str(exported.folder / "model.keras")
     (tmp_path / "notes.txt").write_text("a file")
     for export_dir, message in [
-        ("", "The export directory must be a path. Received: --export-dir=''"),
-        (str(tmp_path / "notes.txt"), "The export directory is not a directory"),
-        (str(tmp_path / "notes.txt" / "draw"), "would lie under"),
-        (str(tmp_path / "notes.txt" / "a" / "b"), "a file, not a folder"),
+        ("", "`--export-dir` must name a directory. Received: --export-dir=''"),
+        (str(tmp_path / "notes.txt"), "`--export-dir` exists and is not a directory"),
+        (str(tmp_path / "notes.txt" / "draw"), "lies under"),
+        (str(tmp_path / "notes.txt" / "a" / "b"), "which is a file, not a directory"),
     ]:
         for source in (["--model", model_file], ["--preset", "tiny", "--weights", "binarized_mnist"]):
             assert export_cli.main([*source, "--export-dir", export_dir]) == 2
@@ -450,7 +472,7 @@ def test_a_full_disk_during_export_leaves_nothing_and_says_so_in_one_line(export
         (export_dir / "1").mkdir(parents=True)  # a version already served
     monkeypatch.setattr(serving.DrawServing, "signatures", lambda self: {})  # skip the tracing
     monkeypatch.setattr(tf.saved_model, "save", save)
-    assert export_cli.main(["--model", str(exported.folder / "model.keras"), "--export-dir", str(export_dir)]) == 2
+    assert export_cli.main(["--model", str(exported.folder / "model.keras"), "--export-dir", str(export_dir)]) == 1
     err = capsys.readouterr().err
     version = export_dir / ("2" if existing else "1")
     assert err.startswith(f"export.py: error: Cannot write {version}: ") and err.count("\n") == 1, err

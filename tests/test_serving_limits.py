@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from export import stand_in_server
+from export import stand_in_predict, stand_in_server
 from export.client import Client, ServingError
 from export.stand_in_limits import Admission, Limits, RequestError
 from export.stand_in_server import StandInServer
@@ -37,8 +37,8 @@ def export_dir(tmp_path_factory):
 def server(export_dir, monkeypatch):
     """The stand-in at LIMITS over REST and gRPC; `runs` counts the model's executions."""
     runs = []
-    run_signature = stand_in_server.run_signature
-    monkeypatch.setattr(stand_in_server, "run_signature", lambda *args: runs.append(1) or run_signature(*args))
+    run_signature = stand_in_predict.run_signature
+    monkeypatch.setattr(stand_in_predict, "run_signature", lambda *args: runs.append(1) or run_signature(*args))
     stand_in = StandInServer(export_dir, "draw", rest_port=0, grpc_port=0, limits=LIMITS)
     yield SimpleNamespace(url=stand_in.rest_url, grpc=stand_in.grpc_target, stand_in=stand_in, runs=runs)
     stand_in.stop()

@@ -51,7 +51,7 @@ def test_train_writes_every_output_file_and_starts_its_canvas_at_the_training_me
     np.testing.assert_array_equal(loaded.generate(2, seed=1), model.generate(2, seed=1))
     assert not [p for p in output_dir.iterdir() if p.name.startswith(".partial-")]
     # A fresh run's c_0 is the training mean; a resumed run keeps its checkpoint's (test_resume.py).
-    images = datasets.training_images("mnist", data_dir=mnist_data_dir)
+    images = datasets.load("mnist", data_dir=mnist_data_dir).images
     expected = np.mean(np.concatenate([batch.numpy() for batch in images.batch(10_000)]), axis=0)
     assert len(means) == 1
     np.testing.assert_allclose(means[0], expected, atol=1e-4)  # float32 sums in another order

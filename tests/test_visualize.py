@@ -189,6 +189,21 @@ def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, caps
     assert message in error and error.count("\n") == 1 and error.startswith("visualize: error:")
 
 
+def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path, monkeypatch, capsys):
+    from keras_draw import visualize
+    from keras_draw.files import WriteError
+
+    small().save(tmp_path / "model.keras")
+
+    def full_disk(model, out_dir, *args, **kwargs):
+        raise WriteError(f"could not write {out_dir}/samples.png: No space left on device")
+
+    monkeypatch.setattr(visualize, "write_pictures", full_disk)
+    assert main(["--model", str(tmp_path / "model.keras"), "--no-reconstructions"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("visualize: error: could not write") and error.count("\n") == 1
+
+
 # --- The TensorBoard callback ---
 
 

@@ -1,6 +1,9 @@
 """Publishing a training run: its best weights into the package, its curves and figures to results/.
 
-    python -m keras_draw.publish runs/binarized_mnist-mnist --manual-dir ../shared/data/binarized_mnist
+A maintainer's tool, run from a checkout (it writes into the repository tree, not into the
+installed package):
+
+    python scripts/publish.py runs/binarized_mnist-mnist --manual-dir ../shared/data/binarized_mnist
 
 takes the run's weights of the lowest validation loss (`best.weights.h5`; the test split never
 selects), and writes
@@ -28,19 +31,24 @@ import platform
 import shutil
 import sys
 
+from keras_draw import console
+
+if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start-up lines
+    console.start_tensorflow()
+
 import numpy as np
 import tensorflow as tf
 
-from keras_draw import console, datasets, evaluate, presets, pretrained, visualize
+from keras_draw import datasets, evaluate, presets, pretrained, visualize
 from keras_draw.draw import Draw
-from keras_draw.files import write_json
+from keras_draw.files import WriteError, write_json
+from keras_draw.pretrained import REFERENCE_IMAGES, REFERENCE_KEY
+from keras_draw.run_files import RunFiles
 from keras_draw.training import TrainOptions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE_IMAGES = 500  # the regression test's images: the first of the test split
+PROGRAM = "publish"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 REFERENCE_SEED = 0
-REFERENCE_KEY = f"first_{REFERENCE_IMAGES}_test_images_negative_elbo"  # in index.json and summary.json
-RECIPE_CHANGES = "recipe_changes.json"
 
 
 def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, importance_images=500,
@@ -48,20 +56,20 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     """Publishes the run in `run_dir` (see the module docstring) under `root`; returns the summary.
 
     The validation and test figures cover the whole splits, or their first `max_images`."""
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    with open(os.path.join(run_dir, "checkpoint", "state.json")) as f:
-        state = json.load(f)
+    run = RunFiles(run_dir)
+    config, checkpoint = run.read_config(), run.latest_checkpoint()
+    if config is None or not checkpoint.exists():
+        raise ValueError(f"{run_dir!r} is not the folder of a training run: no config.json, or no checkpoint/state.json")
+    state = checkpoint.read_state()
     options = TrainOptions(**config["options"])
-    recipe_changes = read_recipe_changes(run_dir)
+    recipe_changes = run.read_recipe_changes()
     preset, dataset = options.preset, options.dataset
-    _, data_dir, manual_dir = evaluate.run_folders(config["options"], dataset, data_dir, manual_dir)
+    _, data_dir, manual_dir = run.data_options(dataset, data_dir, manual_dir)
     differing = {k: v for k, v in presets.get(preset).items() if config["model"].get(k) != v}
     if differing:
         raise ValueError(f"The run's model is not the {preset!r} preset ({differing}); only presets are published.")
-    best_weights = os.path.join(run_dir, "best.weights.h5")
     model = Draw.from_config(config["model"])
-    model.load_weights(best_weights)
+    model.load_weights(run.best_weights)
 
     _, _, test_ds = datasets.load(dataset, 100, data_dir=data_dir, manual_dir=manual_dir)
     images = np.concatenate([x.numpy() for x in test_ds.take(REFERENCE_IMAGES // 100 + 1)])[:REFERENCE_IMAGES]
@@ -76,6 +84,7 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
 
     weights_dir = os.path.join(root, "keras_draw", "weights")
     results_dir = os.path.join(root, "results", f"{dataset}-{preset}")
+    published = RunFiles(results_dir)  # what is kept of the run: copied back into a run folder, it goes on
     tests_dir = os.path.join(root, "tests", "data")
     for folder in (weights_dir, results_dir, tests_dir):
         os.makedirs(folder, exist_ok=True)
@@ -84,15 +93,15 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     np.savez_compressed(os.path.join(tests_dir, f"{dataset}-test-first{REFERENCE_IMAGES}.npz"),
                         bits=np.packbits(images.astype(bool)), shape=images.shape, seed=REFERENCE_SEED)
     history = state["history"]
-    shutil.copyfile(os.path.join(run_dir, "metrics.csv"), os.path.join(results_dir, "metrics.csv"))
+    shutil.copyfile(run.metrics, published.metrics)
     plot_learning_curves(history, os.path.join(results_dir, "learning_curves.png"),
                          title=f"DRAW, {preset} preset, {dataset}", paper_figure=paper_figure)
     if keep_checkpoint:  # so that training can go on elsewhere: copy it back into a run's folder
-        shutil.rmtree(os.path.join(results_dir, "checkpoint"), ignore_errors=True)
-        shutil.copytree(os.path.join(run_dir, "checkpoint"), os.path.join(results_dir, "checkpoint"))
-        shutil.copyfile(os.path.join(run_dir, "config.json"), os.path.join(results_dir, "config.json"))
+        shutil.rmtree(published.checkpoint, ignore_errors=True)
+        shutil.copytree(run.checkpoint, published.checkpoint)
+        shutil.copyfile(run.config, published.config)
     if recipe_changes:  # kept beside the history, and copied back with the checkpoint to go on
-        write_json(os.path.join(results_dir, RECIPE_CHANGES), recipe_changes)
+        write_json(published.recipe_changes, recipe_changes)
     visualize.write_pictures(model, results_dir, images=images[:32], seed=REFERENCE_SEED)
     best = state["best"]
     seconds = [row["seconds"] for row in history if "seconds" in row]
@@ -130,20 +139,6 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     }
     write_json(index_path, index)
     return summary
-
-
-def read_recipe_changes(run_dir):
-    """The run's record of recipe changes ([{"epoch", "change", "why"}], RUN/recipe_changes.json,
-    written by whoever changed a resumable option mid-run); [] without one. ValueError if damaged."""
-    path = os.path.join(run_dir, RECIPE_CHANGES)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        changes = json.load(f)
-    if not isinstance(changes, list) or not all(isinstance(c, dict) and {"epoch", "change", "why"} <= set(c)
-                                                for c in changes):
-        raise ValueError(f"{path} must be a list of {{\"epoch\", \"change\", \"why\"}} entries")
-    return changes
 
 
 def wall_time_note(timed, epochs):
@@ -205,7 +200,7 @@ def plot_learning_curves(history, path, title="", paper_figure=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/publish.py", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a training run's output directory")
     parser.add_argument("--manual-dir", default=None, help="default: the run's (config.json), where it exists")
     parser.add_argument("--data-dir", default=None, help="default: the run's (config.json), where it exists")
@@ -218,15 +213,16 @@ def main(argv=None):
     try:
         if not os.path.isdir(args.run_dir):
             raise ValueError(f"No such run folder. Received: {args.run_dir!r}")
-        evaluate.check_options("test", args.importance_samples, 100, None, 1000)
-        if args.importance_images < 1:
-            raise ValueError(f"--importance-images must be positive. Received: --importance-images={args.importance_images}")
+        evaluate.check_options(importance_samples=args.importance_samples)
+        console.check_positive_flags(importance_images=args.importance_images)
         if args.paper_figure is not None and not np.isfinite(args.paper_figure):
             raise ValueError(f"--paper-figure must be a finite number. Received: --paper-figure={args.paper_figure}")
         summary = publish(args.run_dir, args.manual_dir, args.data_dir, args.importance_samples,
                           args.importance_images, args.paper_figure, keep_checkpoint=args.keep_checkpoint)
-    except (OSError, KeyError, ValueError) as err:
-        return console.fail("publish", err)
+    except WriteError as err:  # a full disk: a failure of the run, not of its input
+        return console.fail(PROGRAM, err, status=1)
+    except (OSError, KeyError, ValueError, datasets.DatasetUnavailableError) as err:  # the run folder's files
+        return console.fail(PROGRAM, err)
     print(json.dumps(summary, indent=2))
     return 0
 

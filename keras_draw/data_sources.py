@@ -1,0 +1,221 @@
+"""Where DRAW's data sets come from: tensorflow-datasets builders, prepared once, offline if need be.
+
+| name              | tfds source    | train         | validation      | test |
+|-------------------|----------------|---------------|-----------------|------|
+| `binarized_mnist` | binarized_mnist| train (50k)   | validation (10k)| test (10k) |
+| `mnist`           | mnist          | train[:50000] | train[50000:]   | test |
+| `svhn`            | svhn_cropped   | train[:90%]   | train[90%:]     | test |
+| `cifar10`         | cifar10        | train[:45000] | train[45000:]   | test |
+
+Split slices follow the order in which tfds stores a data set (tfds shuffles examples when it
+builds one), so mnist's validation images are not the last 10,000 of the original training file.
+Pixels are scaled to [0, 1] exactly once, here (docs/paper.md, pitfall 7: never divide by 255 twice).
+
+Without network, tfds builds a data set from its original files in `manual_dir`. The four MNIST
+files ship with this package, so `mnist` always builds offline. A data set that cannot be
+obtained raises `DatasetUnavailableError`, whose message names the files and where to get them.
+tensorflow_datasets is imported only when a data set is asked for.
+"""
+
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+import pathlib
+import time
+
+import tensorflow as tf
+
+from keras_draw import console, offline
+
+SUPPORTED = ("mnist", "binarized_mnist", "svhn", "cifar10")
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A data set is not prepared and its original files cannot be obtained."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where a data set comes from and how tfds stores it."""
+
+    tfds_name: str
+    splits: tuple  # tfds split strings for (train, validation, test)
+    image_shape: tuple  # (height, width, channels)
+    white: float  # stored value of a full-intensity pixel
+    url: str  # where the original files are downloaded from
+    files: tuple  # their names, as tfds expects them in manual_dir
+
+
+_SOURCES = {
+    "mnist": _Source(
+        tfds_name="mnist",
+        splits=("train[:50000]", "train[50000:]", "test"),
+        image_shape=(28, 28, 1),
+        white=255.0,
+        url="https://storage.googleapis.com/cvdf-datasets/mnist/",
+        files=(
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ),
+    ),
+    "binarized_mnist": _Source(
+        tfds_name="binarized_mnist",
+        splits=("train", "validation", "test"),
+        image_shape=(28, 28, 1),
+        white=1.0,  # tfds stores the fixed binarization as uint8 0/1, not 0/255
+        url="http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
+        files=(
+            "binarized_mnist_train.amat",
+            "binarized_mnist_valid.amat",
+            "binarized_mnist_test.amat",
+        ),
+    ),
+    "svhn": _Source(
+        tfds_name="svhn_cropped",
+        splits=("train[:90%]", "train[90%:]", "test"),
+        image_shape=(32, 32, 3),
+        white=255.0,
+        url="http://ufldl.stanford.edu/housenumbers/",
+        files=("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"),
+    ),
+    "cifar10": _Source(
+        tfds_name="cifar10",
+        splits=("train[:45000]", "train[45000:]", "test"),
+        image_shape=(32, 32, 3),
+        white=255.0,
+        url="https://www.cs.toronto.edu/~kriz/",
+        files=("cifar-10-binary.tar.gz",),
+    ),
+}
+
+
+def image_shape(name):
+    """Returns `(height, width, channels)` of the images of data set `name`."""
+    return _source(name).image_shape
+
+
+def _source(name):
+    """The `_Source` of data set `name`; ValueError, listing the supported ones, for another."""
+    if name not in _SOURCES:
+        raise ValueError(f"Unknown dataset: {name!r}. Supported: {', '.join(SUPPORTED)}.")
+    return _SOURCES[name]
+
+
+def check_directories(data_dir, manual_dir):
+    for argument, path in (("data_dir", data_dir), ("manual_dir", manual_dir)):
+        if path is not None and not os.path.isdir(path):
+            raise ValueError(
+                f"`{argument}` must be an existing directory. Received: {argument}={str(path)!r}"
+            )
+
+
+def split_images(name, data_dir=None, manual_dir=None):
+    """The (train, validation, test) images of data set `name`: float32 in [0, 1], unbatched,
+    in storage order, cached after decoding; the data set is prepared first if need be."""
+    check_directories(data_dir, manual_dir)
+    if manual_dir is None and name == "mnist":
+        manual_dir = _bundled_mnist_dir()
+    files = _source(name)
+    builder = _prepared_builder(name, files, data_dir, manual_dir)
+    return tuple(_images(builder, split, files.white) for split in files.splits)
+
+
+def _bundled_mnist_dir():
+    """The original MNIST files shipped in keras_draw/data/mnist/."""
+    return pathlib.Path(__file__).resolve().parent / "data" / "mnist"
+
+
+def _download_errors():
+    """What tfds raises when it cannot download or verify a data set's files."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
+    return (
+        tfds.download.DownloadError,
+        NonMatchingChecksumError,
+        OSError,  # includes requests.ConnectionError and missing files
+        AssertionError,  # tfds: "Manual directory ... does not exist or is empty"
+    )
+
+
+def _prepared_builder(name, source, data_dir, manual_dir):
+    """Returns the tfds builder, building the data set first when it is not prepared yet."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(source.tfds_name, data_dir=data_dir)
+    with _tfds_quiet():  # on a data set not built yet: "Variant folder ... has no dataset_info.json"
+        prepared = builder.is_prepared()
+    if prepared:
+        return builder
+    if manual_dir is not None:
+        _check_manual_files(name, source, manual_dir)
+    elif (reason := offline.unreachable(source.url)) is not None:
+        raise DatasetUnavailableError(_unavailable_message(name, source, reason))
+    config = tfds.download.DownloadConfig(
+        manual_dir=None if manual_dir is None else os.fspath(manual_dir)
+    )
+    origin = "the network" if manual_dir is None else os.fspath(manual_dir)
+    print(f"Preparing dataset {name} from {origin} (once, into {builder.data_dir})...", flush=True)
+    start = time.monotonic()
+    try:
+        with _tfds_quiet():
+            builder.download_and_prepare(download_config=config)
+    except _download_errors() as err:
+        first_line = str(err).strip().split("\n")[0].rstrip(":")
+        reason = f"{type(err).__name__}: {first_line}"
+        raise DatasetUnavailableError(_unavailable_message(name, source, reason)) from err
+    print(f"Dataset {name} prepared in {time.monotonic() - start:.0f} s.", flush=True)
+    return builder
+
+
+@contextlib.contextmanager
+def _tfds_quiet():
+    """tfds's progress bars, printed lines and absl warnings off while it builds:
+    `_prepared_builder` says in two lines what is happening. `KERAS_DRAW_TF_LOGS=1` keeps them."""
+    import tensorflow_datasets as tfds
+
+    if console.tensorflow_logs_wanted():
+        yield
+        return
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    tfds.display_progress_bar(False)
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        absl_logger.setLevel(level)
+        tfds.display_progress_bar(True)
+
+
+def _check_manual_files(name, source, manual_dir):
+    """Fails at once on missing files: tfds would try to download them instead, and offline
+    that fails only after ~3.5 minutes of retries."""
+    missing = [f for f in source.files if not (pathlib.Path(manual_dir) / f).is_file()]
+    if missing:
+        reason = f"{', '.join(missing)} not found in {os.fspath(manual_dir)}"
+        raise DatasetUnavailableError(_unavailable_message(name, source, reason))
+
+
+def _unavailable_message(name, source, reason):
+    """One line: what went wrong, which files to download, from where, and where to put them."""
+    return (
+        f"Dataset {name!r} is not prepared and could not be built: {reason}. "
+        f"To build it offline, download {', '.join(source.files)} from {source.url} "
+        "into one folder and pass that folder as manual_dir (--manual-dir)."
+    )
+
+
+def _images(builder, split, white):
+    """Images of one split as float32 in [0, 1], cached after decoding."""
+
+    def to_float(example):
+        return tf.cast(example["image"], tf.float32) / white  # the only scaling (docs/paper.md pitfall 7)
+
+    images = builder.as_dataset(split=split, shuffle_files=False)
+    return images.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).cache()

@@ -1,0 +1,134 @@
+"""The options of a training run (`TrainOptions`): the flags of `python train.py`, the
+arguments of `keras_draw.train`, checked before anything is written."""
+
+import dataclasses
+import os
+
+from keras_draw import data_sources, presets, strategies
+from keras_draw.files import check_output_dir
+
+
+# Keras dtype policies: mixed_bfloat16 runs the LSTMs in bfloat16 (see `Draw`).
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+# `--jit-compile` values and what they mean to `Draw.compile`.
+JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """The options of a training run; None means "the preset's value" or "the default"."""
+
+    dataset: str = "mnist"
+    preset: str = "demo"
+    epochs: int | None = None  # None here: the preset's recipe (`presets.RECIPES`), else `DEFAULTS`
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    num_steps: int | None = None
+    read_n: int | None = None
+    write_n: int | None = None
+    no_attention: bool = False
+    latent_dim: int | None = None
+    units: int | None = None
+    clip_norm: float = 10.0
+    seed: int = 0
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    output_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    deterministic: bool = False
+    export_dir: str | None = None
+    strategy: str = "default"
+    jit_compile: str = "auto"
+    unroll: bool | None = None
+    log_test: bool = False
+    lr_patience: int | None = None
+    lr_factor: float = 0.5
+    early_stopping: int | None = None
+    precision: str = "float32"
+
+    # The recipe of a preset that has none of its own.
+    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": False}
+
+    # Sizes beyond these are typos, not experiments: T=10**12 or 10**6 units cannot be built.
+    # (`batch_size` is checked against the training split once it is loaded.)
+    LIMITS = {"num_steps": 1000, "units": 8192, "latent_dim": 8192, "checkpoint_every": 10**7,
+              "steps_per_epoch": 10**7, "epochs": 10**6}
+
+    # Options that may change between a run and its resumption; the others must match.
+    CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
+                  "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
+                  "lr_patience", "lr_factor", "early_stopping", "precision")
+
+    def __post_init__(self):
+        recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    def check(self):
+        """Raises ValueError, quoting the bad value, for any option that cannot work."""
+        if self.dataset not in data_sources.SUPPORTED:
+            raise ValueError(
+                f"Unknown dataset: {self.dataset!r}. Supported: {', '.join(data_sources.SUPPORTED)}."
+            )
+        presets.get(self.preset)
+        if self.jit_compile not in JIT_CHOICES:
+            raise ValueError(f"`jit_compile` must be one of {', '.join(JIT_CHOICES)}. "
+                             f"Received: jit_compile={self.jit_compile!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}")
+        if self.strategy not in strategies.STRATEGIES:
+            raise ValueError(f"Unknown strategy: {self.strategy!r}. Supported: "
+                             f"{', '.join(strategies.STRATEGIES)}. Received: strategy={self.strategy!r}")
+        for name in ("epochs", "batch_size", "steps_per_epoch", "num_steps", "latent_dim", "units",
+                     "checkpoint_every", "lr_patience", "early_stopping"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+            if value is not None and value > self.LIMITS.get(name, value):
+                raise ValueError(f"`{name}` must be at most {self.LIMITS[name]}. Received: {name}={value!r}")
+        if self.no_attention and (self.read_n is not None or self.write_n is not None):
+            raise ValueError("`read_n` and `write_n` are the sizes of attention grids, which `no_attention` "
+                             f"turns off. Received: read_n={self.read_n}, write_n={self.write_n}")
+        if not 0 < self.learning_rate < 1:  # Adam moves each weight by about the rate per step
+            raise ValueError(f"`learning_rate` must be in (0, 1). Received: learning_rate={self.learning_rate}")
+        if not 0 < self.lr_factor < 1:
+            raise ValueError(f"`lr_factor` must be in (0, 1). Received: lr_factor={self.lr_factor}")
+        if not 0 <= self.clip_norm < float("inf"):
+            raise ValueError(f"`clip_norm` must be 0 (off) or a positive number. Received: clip_norm={self.clip_norm}")
+        for name in ("data_dir", "manual_dir"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isdir(path):
+                raise ValueError(f"`{name}` is not an existing directory. Received: {name}={path!r}")
+        check_output_dir(self.resolved_output_dir() if self.output_dir is None else self.output_dir, "output_dir")
+        if self.export_dir is not None:
+            check_output_dir(self.export_dir, "export_dir")
+
+    def resumable(self):
+        """The options a checkpoint must share with the run that resumes it."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.CHANGEABLE}
+
+    def resolved_output_dir(self):
+        return self.output_dir or os.path.join("runs", self.dataset)
+
+    def model_config(self):
+        """The `Draw` arguments: the preset, the dataset's image shape, then the overrides."""
+        height, width, channels = data_sources.image_shape(self.dataset)
+        overrides = {
+            "num_steps": self.num_steps,
+            "read_n": self.read_n,
+            "write_n": self.write_n,
+            "latent_dim": self.latent_dim,
+            "encoder_units": self.units,
+            "decoder_units": self.units,
+        }
+        config = presets.get(self.preset)
+        config.update({k: v for k, v in overrides.items() if v is not None})
+        config.update(image_height=height, image_width=width, channels=channels)
+        if self.no_attention:
+            config["attention"] = False
+        config.update(clip_norm=self.clip_norm or None, seed=self.seed)
+        return config

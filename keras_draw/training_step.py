@@ -1,0 +1,104 @@
+"""How `fit` and `evaluate` run a DRAW: the training step's policy, apart from the model's equations.
+
+`TrainingStep` is mixed into `keras_draw.Draw`. It decides how XLA compiles training and whether
+the T steps are unrolled (`compile`), draws each replica's share of the noise, sums the replicas'
+gradients before clipping them as one device would, and reports the loss terms as metrics.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_draw import inputs
+
+
+class TrainingStep:
+    """`train_step`, `test_step` and `compile` for a model with `_negative_elbo(x, epsilon,
+    jit_step, unroll)`, `sample_noise(batch_size)`, `image_shape`, `clip_norm` and `metrics`.
+
+    Attributes, set by `compile`:
+        jit_compile_option: the `jit_compile` that `compile` was given ("auto", True, False).
+        loop_jit_compile: whether the loop's step body alone is compiled with XLA.
+        loop_unroll: whether `fit` and `evaluate` unroll the T steps.
+    """
+
+    jit_compile_option = "auto"
+    loop_jit_compile = False
+    loop_unroll = False
+
+    def compile(self, optimizer="adam", jit_compile="auto", unroll=False, **kwargs):
+        """`keras.Model.compile`, where `jit_compile` chooses how XLA compiles training:
+
+        "auto" (default): the whole train step on a GPU; on a CPU the loop's step body alone,
+        which fuses its many small ops (faster than no XLA and than whole-step XLA on our 2-core
+        CPU; see docs/speed.md). True: the whole step. False: no XLA, and the fastest start.
+
+        `unroll=True` unrolls the T steps of `fit` and `evaluate` instead of running them in a
+        `tf.while_loop`. With step-body XLA the body is still compiled once and called T times;
+        on our CPU that trained 6-22 % faster, for about 4 s more before the first step, so it
+        suits long runs. Without step-body XLA, tracing grows with T (minutes at T = 64).
+        """
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        self.jit_compile_option = jit_compile
+        self.loop_jit_compile = jit_compile == "auto" and not on_gpu
+        self.loop_unroll = bool(unroll)
+        whole_step = on_gpu if jit_compile == "auto" else bool(jit_compile)
+        super().compile(optimizer=optimizer, jit_compile=whole_step, **kwargs)
+
+    def get_compile_config(self):
+        """Keras's compile config, with this `compile`'s own arguments, so that a reloaded
+        model compiles as this one did."""
+        config = super().get_compile_config()
+        if config is not None:
+            config.update(jit_compile=self.jit_compile_option, unroll=self.loop_unroll)
+        return config
+
+    def compile_from_config(self, config):
+        """Compiles a loaded model as it was saved (Keras skips models with a custom compile)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def training_noise(self, batch_size):
+        """`sample_noise` for a batch; under R replicas, this replica's rows of the noise of
+        the global batch, so that R devices draw exactly what one device would."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        context = tf.distribute.get_replica_context()
+        if replicas == 1 or context is None:
+            return self.sample_noise(batch_size)
+        epsilon = self.sample_noise(batch_size * replicas)  # the same on every replica
+        start = context.replica_id_in_sync_group * batch_size
+        return epsilon[start : start + batch_size]
+
+    def train_step(self, data):
+        x = inputs.check_images(self.image_shape, data)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            terms = self._step_terms(x)
+            loss = ops.mean(terms["loss"]) / replicas  # the replicas' gradients are summed
+        gradients = tape.gradient(loss, self.trainable_weights)
+        if replicas > 1:  # clip the global gradient, as one device would: sum the replicas' first
+            gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
+        if self.clip_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
+        if replicas > 1:  # the optimizer sums the replicas' gradients again: R copies of g / R
+            gradients = [g / replicas for g in gradients]
+        self.optimizer.apply(gradients, self.trainable_weights)
+        return self._update_metrics(terms)
+
+    def test_step(self, data):
+        return self._update_metrics(self._step_terms(inputs.check_images(self.image_shape, data)))
+
+    def _step_terms(self, x):
+        epsilon = self.training_noise(ops.shape(x)[0])
+        return self._negative_elbo(x, epsilon, jit_step=self.loop_jit_compile, unroll=self.loop_unroll)
+
+    def _update_metrics(self, terms):
+        """Each loss term into its tracker (`metrics`, in the order loss, reconstruction, KL)."""
+        for tracker in self.metrics:
+            tracker.update_state(terms[tracker.name])
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs by a mean over axis 0, which a scalar lacks.
+            logs = {name: value[None] for name, value in logs.items()}
+        return logs
