@@ -33,7 +33,7 @@ def parse_args(argv):
                         help="cosine decay from --learning-rate to this over the budget (default: constant)")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds of training")
     parser.add_argument("--training-steps", type=int, default=None,
-                        help="train this many steps instead of a time budget (train.py's demo: 750, 3 epochs)")
+                        help="train this many steps instead of a time budget (train.py's demo: 1000, 4 epochs)")
     parser.add_argument("--no-canvas-init", action="store_true", help="c_0 = 0 instead of logit(mean image)")
     parser.add_argument("--unroll", action="store_true", help="Draw.compile(unroll=True)")
     parser.add_argument("--seed", type=int, default=0)
