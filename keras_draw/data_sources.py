@@ -55,12 +55,8 @@ _SOURCES = {
         image_shape=(28, 28, 1),
         white=255.0,
         url="https://storage.googleapis.com/cvdf-datasets/mnist/",
-        files=(
-            "train-images-idx3-ubyte.gz",
-            "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz",
-            "t10k-labels-idx1-ubyte.gz",
-        ),
+        files=("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"),
     ),
     "binarized_mnist": _Source(
         tfds_name="binarized_mnist",
@@ -68,11 +64,7 @@ _SOURCES = {
         image_shape=(28, 28, 1),
         white=1.0,  # tfds stores the fixed binarization as uint8 0/1, not 0/255
         url="http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
-        files=(
-            "binarized_mnist_train.amat",
-            "binarized_mnist_valid.amat",
-            "binarized_mnist_test.amat",
-        ),
+        files=("binarized_mnist_train.amat", "binarized_mnist_valid.amat", "binarized_mnist_test.amat"),
     ),
     "svhn": _Source(
         tfds_name="svhn_cropped",

@@ -50,9 +50,6 @@ class Splits:
     def __getitem__(self, index):
         return (self.train, self.validation, self.test)[index]
 
-    def __len__(self):
-        return 3
-
     def epoch(self, epoch, first_step=0, steps_per_epoch=None):
         """The training batches of epoch `epoch` (from 0), from batch
         `first_step` on: a pure function of (seed, epoch), so a run resumed at epoch e, step s
@@ -98,17 +95,8 @@ class Splits:
         return train.prefetch(tf.data.AUTOTUNE)
 
 
-def load(
-    name,
-    batch_size=100,
-    *,
-    data_dir=None,
-    manual_dir=None,
-    greyscale=False,
-    seed=None,
-    shuffle_buffer=10_000,
-    initial_epoch=0,
-):
+def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=False, seed=None, shuffle_buffer=10_000,
+         initial_epoch=0):
     """Builds the train, validation and test pipelines of data set `name`.
 
     Args:
