@@ -20,6 +20,7 @@ import random
 import tensorflow as tf
 
 from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, image_shape, split_images
+from keras_draw.layers.validation import check_positive
 
 __all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "image_shape", "load"]
 
@@ -122,9 +123,7 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
             reachable (known within seconds: see `offline`) or the download fails.
     """
     image_shape(name)  # an unknown name fails first
-    for argument, value in (("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{argument}` must be a positive integer. Received: {argument}={value!r}")
+    check_positive(batch_size=batch_size, shuffle_buffer=shuffle_buffer)
     if seed is None:
         seed = random.randrange(2**31)
     train, validation, test = split_images(name, data_dir=data_dir, manual_dir=manual_dir)

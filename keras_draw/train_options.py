@@ -103,7 +103,7 @@ class TrainOptions:
             path = getattr(self, name)
             if path is not None and not os.path.isdir(path):
                 raise ValueError(f"`{name}` is not an existing directory. Received: {name}={path!r}")
-        check_output_dir(self.resolved_output_dir() if self.output_dir is None else self.output_dir, "output_dir")
+        check_output_dir(self.resolved_output_dir(), "output_dir")
         if self.export_dir is not None:
             check_output_dir(self.export_dir, "export_dir")
 
@@ -112,7 +112,7 @@ class TrainOptions:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.CHANGEABLE}
 
     def resolved_output_dir(self):
-        return self.output_dir or os.path.join("runs", self.dataset)
+        return os.path.join("runs", self.dataset) if self.output_dir is None else self.output_dir
 
     def model_config(self):
         """The `Draw` arguments: the preset, the dataset's image shape, then the overrides."""
