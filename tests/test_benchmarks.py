@@ -114,3 +114,43 @@ def test_the_plain_graph_draws_filterbanks_read_write_and_kl_are_keras_draws():
     mu, log_sigma = rng.standard_normal((2, 1, 4), np.float32), rng.standard_normal((2, 1, 4), np.float32)
     np.testing.assert_allclose(baseline.kl_divergence(tf, mu[:, 0], log_sigma[:, 0]),
                                losses.rate(mu, log_sigma), rtol=1e-5)
+
+
+def test_the_profile_report_divides_thread_time_by_steps_and_by_the_wall_time_of_xla_calls():
+    profile = load("profile_step")
+    ps = 10**9  # one millisecond in picoseconds
+    call = profile.XLA_CALL
+    events = [  # two steps: in each, one forward call of 4 ms and one backward call of 5 ms
+        ("tf_Compute/1", call, 0, 4 * ps, None), ("tf_Compute/1", call, 10 * ps, 5 * ps, None),
+        ("tf_Compute/1", call, 20 * ps, 4 * ps, None), ("tf_Compute/1", call, 30 * ps, 5 * ps, None),
+        ("tf_numa_Eigen/2", "MatMul.26", 0, 3 * ps, "a_forward_step_1"),
+        ("tf_numa_Eigen/3", "add_divide_fusion.6", 0, 3 * ps, "a_forward_step_1"),
+        ("tf_numa_Eigen/2", "MatMul.44", 10 * ps, 6 * ps, "a_inference___backward_step_1"),
+        ("tf_numa_Eigen/2", "copy.61", 20 * ps, 2 * ps, "a_forward_step_1"),
+        ("tf_numa_Eigen/2", "ThunkExecutor::Execute", 0, 40 * ps, "a_forward_step_1"),  # a wrapper: not counted
+        ("tf_Compute/1", "AddN_9:AddN", 40 * ps, 4 * ps, None),
+        ("python", "multi_step_on_iterator", 0, 50 * ps, None),  # not a compute thread
+    ]
+    lines = profile.report(events, seconds=[0.05, 0.07], top=2)
+    assert lines[0].startswith("training step: median 60 ms over 2 traced steps (min 50, max 70)")
+    # 4 calls over 2 steps, 18 ms of calls, 14 ms of leaf work inside them: 0.78 cores.
+    assert lines[1] == ("XLA executions: 2 per step, median 4.50 ms each, 9 ms per step in all; "
+                        "the work inside them kept 0.78 cores busy on average")
+    # Leaves run during 0-3 ms (two at once), 10-16 and 20-22 ms: 11 of the calls' 18 ms, 3 of them doubly.
+    assert lines[2] == "  of their wall time: 39% with no leaf operation running (the runtimes' own overhead), 17% with two or more"
+    rows = {tuple(line.split()[:-2]): float(line.split()[-2]) for line in lines[4:-3]}
+    assert rows == {("forward", "dots"): 1.5, ("forward", "fusions"): 1.5, ("forward", "copies"): 1.0,
+                    ("backward", "dots"): 3.0, ("outside", "XLA", "TensorFlow", "ops"): 2.0}
+    assert "MatMul.44" in lines[-2] and lines[-2].endswith("3.0 ms")  # the most thread time first
+
+
+@pytest.mark.slow
+def test_the_profile_of_a_real_step_finds_the_step_bodys_xla_calls(capsys):
+    profile = load("profile_step")
+    assert profile.main(["--preset", "tiny", "--batch-size", "4", "--steps", "1", "--warmup", "0"]) == 0
+    printed = capsys.readouterr().out
+    # T = 3: each DRAW step's body runs as one XLA call forward and one backward.
+    calls = int(printed.split("XLA executions: ")[1].split()[0])
+    assert calls >= 6
+    for kind in ("forward", "backward", "outside XLA"):
+        assert f"  {kind}" in printed
