@@ -47,6 +47,9 @@ def parse_args(argv, defaults):
     parser.add_argument("--lr-factor", type=float, default=defaults.lr_factor)
     parser.add_argument("--early-stopping", type=int, default=None,
                         help="stop after this many epochs without a lower validation loss (default: never)")
+    parser.add_argument("--weight-average", type=float, default=None, metavar="MOMENTUM",
+                        help="validate, select and save an exponential moving average of the weights "
+                             "with this momentum, e.g. 0.999 (default: the weights themselves; docs/training.md)")
     parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm, help="global gradient norm; 0 turns clipping off")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")

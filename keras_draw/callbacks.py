@@ -1,5 +1,7 @@
 """Keras callbacks for DRAW's training runs."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -52,16 +54,20 @@ class TestMetrics(keras.callbacks.Callback):
 
     Args:
         test_ds: the test batches.
+        averager: the run's `keras_draw.averaging.WeightAverage`, if it averages its weights:
+            the test split is then evaluated with the averages, as the validation split is.
     """
 
-    def __init__(self, test_ds):
+    def __init__(self, test_ds, averager=None):
         super().__init__()
         self.test_ds = test_ds
+        self.averager = averager
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        metrics = self.model.evaluate(self.test_ds, return_dict=True, verbose=0)
+        with self.averager.averaged() if self.averager else contextlib.nullcontext():
+            metrics = self.model.evaluate(self.test_ds, return_dict=True, verbose=0)
         logs.update({f"test_{name}": float(value) for name, value in metrics.items()})
 
 

@@ -1,21 +1,24 @@
 """Checkpoints from which an interrupted training run resumes exactly where it stopped.
 
 A checkpoint is a folder holding `state.json` and the `.weights.h5` file it names (the model's
-weights and the optimizer's state). `state.json` also holds the epoch and step reached, the
+weights and the optimizer's state), and with weight averaging the `.average.npz` file of the
+averaged weights that it names too. `state.json` also holds the epoch and step reached, the
 noise generator's state, the running metric sums of an unfinished epoch, the per-epoch history
 and the configuration of the run. Each save writes a new weights file, then replaces
 `state.json` atomically, then removes the old weights: killed at any instant, the folder holds a
 complete checkpoint, the old one or the new one.
 """
 
+import contextlib
 import json
 import os
 import time
+import zipfile
 
 import keras
 import numpy as np
 
-from keras_draw.files import save_weights, write_json
+from keras_draw.files import atomic_path, save_weights, write_json
 
 STATE_FILE = "state.json"
 
@@ -36,12 +39,25 @@ class Checkpoint:
             with open(self.state_path) as f:
                 state = json.load(f)
             _check_state(state)
-            weights = os.path.join(self.directory, state["weights"])
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise self.corrupt(err) from None
-        if not os.path.isfile(weights):
-            raise ValueError(f"Checkpoint weights {weights} are missing; delete {self.directory} to start over.")
+        for what, key in (("weights", "weights"), ("averages", "average")):
+            path = os.path.join(self.directory, state[key]) if state.get(key) is not None else None
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"Checkpoint {what} {path} are missing; delete {self.directory} to start over.")
         return state
+
+    def read_averages(self, state):
+        """The averaged weights that `state` names (`keras_draw.averaging`), or None if it names none."""
+        if state.get("average") is None:
+            return None
+        path = os.path.join(self.directory, state["average"])
+        try:
+            with np.load(path) as arrays:
+                return [arrays[f"w{i}"] for i in range(len(arrays.files))]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise ValueError(f"Checkpoint averages {path} are corrupt or truncated ({type(err).__name__}); "
+                             f"delete {self.directory} to start over.") from None
 
     def corrupt(self, reason):
         return ValueError(f"Checkpoint {self.state_path} is corrupt ({reason}); delete it to start over.")
@@ -51,18 +67,27 @@ class Checkpoint:
         if state["step"] >= steps_per_epoch:
             raise self.corrupt(f"step {state['step']} lies beyond the epoch's {steps_per_epoch} steps")
 
-    def save(self, model, state):
-        """Writes the model's weights and `state` as the new checkpoint."""
+    def save(self, model, state, averages=None):
+        """Writes the model's weights, the averaged weights if given (arrays) and `state` as the
+        new checkpoint."""
         os.makedirs(self.directory, exist_ok=True)
-        previous = self.read_state()["weights"] if self.exists() else None
-        name = f"epoch{state['epoch']:05d}-step{state['step']:07d}.weights.h5"
-        if name == previous:
-            name = name.replace(".weights.h5", "-again.weights.h5")
-        save_weights(model, os.path.join(self.directory, name))
-        state = dict(state, weights=name, noise_state=_noise_state(model), trackers=_tracker_state(model))
+        old = self.read_state() if self.exists() else {}
+        previous = [old[k] for k in ("weights", "average") if old.get(k) is not None]
+        name = f"epoch{state['epoch']:05d}-step{state['step']:07d}"
+        if f"{name}.weights.h5" in previous:
+            name += "-again"
+        save_weights(model, os.path.join(self.directory, f"{name}.weights.h5"))
+        state = dict(state, weights=f"{name}.weights.h5", noise_state=_noise_state(model), trackers=_tracker_state(model))
+        state.pop("average", None)
+        if averages is not None:
+            with atomic_path(os.path.join(self.directory, f"{name}.average.npz")) as temporary:
+                with open(temporary, "wb") as f:
+                    np.savez(f, **{f"w{i}": a for i, a in enumerate(averages)})
+            state["average"] = f"{name}.average.npz"
         write_json(self.state_path, state)  # atomic: the commit point
-        if previous and previous != name:
-            os.remove(os.path.join(self.directory, previous))
+        for old_name in previous:
+            if old_name not in (state["weights"], state.get("average")):
+                os.remove(os.path.join(self.directory, old_name))
 
     def restore(self, model):
         """Loads the weights and noise state into a compiled model; returns the state."""
@@ -98,8 +123,12 @@ def _check_state(state):
         raise ValueError(f"negative epoch or step: {state['epoch']}, {state['step']}")
     if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in state["history"]):
         raise TypeError("'history' must hold one object per epoch, each with its 'epoch'")
-    if os.path.basename(state["weights"]) != state["weights"]:
-        raise ValueError(f"'weights' must name a file of the folder, found {state['weights']!r}")
+    for key in ("weights", "average"):
+        name = state.get(key)
+        if key == "average" and name is not None and not isinstance(name, str):
+            raise TypeError(f"'average' must be str, found {type(name).__name__}")
+        if name is not None and os.path.basename(name) != name:
+            raise ValueError(f"{key!r} must name a file of the folder, found {name!r}")
 
 
 def restore_trackers(model, trackers):
@@ -136,13 +165,16 @@ class CheckpointCallback(keras.callbacks.Callback):
         on_epoch_end: called with the history after each epoch's checkpoint.
         best_weights: if given, the weights of the epoch with the lowest `val_loss` so far are
             kept in this `.weights.h5` file, and that epoch's row in `state["best"]`.
+        averager: the run's `keras_draw.averaging.WeightAverage`, if it averages its weights:
+            each checkpoint then holds the averages too, and the best weights are the averages.
     """
 
     def __init__(self, checkpoint, state, steps_per_epoch, every_steps=None, on_epoch_end=None,
-                 best_weights=None):
+                 best_weights=None, averager=None):
         super().__init__()
         self.checkpoint = checkpoint
         self.best_weights = best_weights
+        self.averager = averager
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.every_steps = every_steps
@@ -184,7 +216,8 @@ class CheckpointCallback(keras.callbacks.Callback):
             return
         self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch] + [row]
         if self.best_weights and row.get("val_loss", np.inf) < self.state.get("best", {}).get("val_loss", np.inf):
-            save_weights(self.model, self.best_weights)
+            with self.averager.averaged() if self.averager else contextlib.nullcontext():
+                save_weights(self.model, self.best_weights)
             self.state["best"] = row
         self._save(epoch + 1, 0)
         if self.epoch_end_hook:
@@ -196,4 +229,4 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def _save(self, epoch, step):
         self.state.update(epoch=epoch, step=step)
-        self.checkpoint.save(self.model, self.state)
+        self.checkpoint.save(self.model, self.state, self.averager.values() if self.averager else None)

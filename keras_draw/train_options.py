@@ -47,6 +47,7 @@ class TrainOptions:
     lr_patience: int | None = None
     lr_factor: float = 0.5
     early_stopping: int | None = None
+    weight_average: float | None = None  # the momentum of `keras_draw.averaging.WeightAverage`
     precision: str = "float32"
 
     # The recipe of a preset that has none of its own.
@@ -60,7 +61,7 @@ class TrainOptions:
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
                   "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
-                  "lr_patience", "lr_factor", "early_stopping", "precision")
+                  "lr_patience", "lr_factor", "early_stopping", "weight_average", "precision")
 
     def __post_init__(self):
         recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
@@ -97,6 +98,8 @@ class TrainOptions:
             raise ValueError(f"`learning_rate` must be in (0, 1). Received: learning_rate={self.learning_rate}")
         if not 0 < self.lr_factor < 1:
             raise ValueError(f"`lr_factor` must be in (0, 1). Received: lr_factor={self.lr_factor}")
+        if self.weight_average is not None and (isinstance(self.weight_average, bool) or not 0 < self.weight_average < 1):
+            raise ValueError(f"`weight_average` must be a momentum in (0, 1). Received: weight_average={self.weight_average!r}")
         if not 0 <= self.clip_norm < float("inf"):
             raise ValueError(f"`clip_norm` must be 0 (off) or a positive number. Received: clip_norm={self.clip_norm}")
         for name in ("data_dir", "manual_dir"):

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_draw import datasets, serving, strategies, visualize
+from keras_draw.averaging import WeightAverage
 from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import CheckpointCallback, config_differences
 from keras_draw.draw import Draw
@@ -61,6 +62,11 @@ def train(verbose="auto", **options):
         model = build_model(options)  # raises on a bad N or size, before anything is written
         checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
         state = resume_state(model, options, checkpoint)
+        averager = None
+        if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
+            averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
+            averager.set_model(model)
+            averager.build()
         data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
                              manual_dir=options.manual_dir, seed=options.seed)
         check_batch_size(options, data.images)
@@ -72,7 +78,9 @@ def train(verbose="auto", **options):
     files.create()
     with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
-        history = fit(model, options, files, state, data, verbose, log_test=options.log_test)
+        history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager)
+        if averager is not None:  # the model is w̄ from here on: saved, tested, drawn and exported
+            averager.apply()
         files.save_model(model)
         test_metrics = model.evaluate(data.test, return_dict=True, verbose=verbose)
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
@@ -139,23 +147,26 @@ def resume_state(model, options, checkpoint):
     return checkpoint.restore(model)
 
 
-def fit(model, options, files, state, data, verbose, log_test=False):
+def fit(model, options, files, state, data, verbose, log_test=False, averager=None):
     """Runs `model.fit` one epoch at a time, from the state's epoch and step to `options.epochs`.
 
     Each epoch's batches are a pure function of (seed, epoch) (`datasets.Splits.epoch`), so
     resuming at any checkpoint replays exactly what an uninterrupted run would have done. The
     weights of the epoch with the lowest validation loss are kept in `files.best_weights`. With
     `log_test`, the test metrics join each epoch's row (`test_loss`, ...), for learning curves.
+    With an `averager` (`keras_draw.averaging.WeightAverage`), validation, the test logs and the
+    best weights are those of the averaged weights, and the checkpoints hold the averages.
     Returns a History of every epoch of the run.
     """
     steps_per_epoch = data.num_batches(options.steps_per_epoch)
     callback = CheckpointCallback(
         files.latest_checkpoint(), state, steps_per_epoch, options.checkpoint_every,
-        on_epoch_end=files.write_metrics, best_weights=files.best_weights,
+        on_epoch_end=files.write_metrics, best_weights=files.best_weights, averager=averager,
     )
     schedule = LearningRateSchedule(options.learning_rate, lambda: state["history"], options.lr_patience,
                                     options.lr_factor)
-    first_callbacks = [*([TestMetrics(data.test)] if log_test else []), schedule]
+    first_callbacks = [*([averager] if averager else []), *([TestMetrics(data.test, averager)] if log_test else []),
+                       schedule]
     while state["epoch"] < options.epochs and not callback.diverged:
         val_losses = validation_losses(state["history"])
         waited = epochs_since_best(val_losses)
