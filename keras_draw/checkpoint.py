@@ -41,10 +41,10 @@ class Checkpoint:
             _check_state(state)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise self.corrupt(err) from None
-        for what, key in (("weights", "weights"), ("averages", "average")):
-            path = os.path.join(self.directory, state[key]) if state.get(key) is not None else None
-            if path is not None and not os.path.isfile(path):
-                raise ValueError(f"Checkpoint {what} {path} are missing; delete {self.directory} to start over.")
+        for what, name in (("weights", state["weights"]), ("averages", state.get("average"))):
+            if name is not None and not os.path.isfile(os.path.join(self.directory, name)):
+                raise ValueError(f"Checkpoint {what} {os.path.join(self.directory, name)} are missing; "
+                                 f"delete {self.directory} to start over.")
         return state
 
     def read_averages(self, state):
@@ -123,12 +123,11 @@ def _check_state(state):
         raise ValueError(f"negative epoch or step: {state['epoch']}, {state['step']}")
     if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in state["history"]):
         raise TypeError("'history' must hold one object per epoch, each with its 'epoch'")
+    if not isinstance(state.get("average", ""), (str, type(None))):  # optional: runs that average
+        raise TypeError(f"'average' must be str, found {type(state['average']).__name__}")
     for key in ("weights", "average"):
-        name = state.get(key)
-        if key == "average" and name is not None and not isinstance(name, str):
-            raise TypeError(f"'average' must be str, found {type(name).__name__}")
-        if name is not None and os.path.basename(name) != name:
-            raise ValueError(f"{key!r} must name a file of the folder, found {name!r}")
+        if state.get(key) is not None and os.path.basename(state[key]) != state[key]:
+            raise ValueError(f"{key!r} must name a file of the folder, found {state[key]!r}")
 
 
 def restore_trackers(model, trackers):
