@@ -68,8 +68,8 @@ def parse_args(argv, defaults):
     parser.add_argument("--jit-compile", default="auto",
                         help="XLA: auto (whole step on GPU, step body on CPU), on (whole step) or off (default: %(default)s)")
     parser.add_argument("--unroll", action=argparse.BooleanOptionalAction, default=None,
-                        help="unroll the T steps in training: faster on a CPU, a few seconds' longer start "
-                             "at large T (default: the preset's; on for demo; see docs/speed.md)")
+                        help="unroll the T steps in training and evaluation, or run them in a while loop "
+                             "(default: unrolled where XLA compiles the step body alone, i.e. on a CPU; see docs/speed.md)")
     parser.add_argument("--log-test", action="store_true",
                         help="also evaluate the test split after every epoch, for learning curves "
                              "(selection uses the validation split only)")

@@ -35,7 +35,8 @@ def parse_args(argv):
     parser.add_argument("--training-steps", type=int, default=None,
                         help="train this many steps instead of a time budget (train.py's demo: 1000, 4 epochs)")
     parser.add_argument("--no-canvas-init", action="store_true", help="c_0 = 0 instead of logit(mean image)")
-    parser.add_argument("--unroll", action="store_true", help="Draw.compile(unroll=True)")
+    parser.add_argument("--unroll", choices=("auto", "on", "off"), default="auto",
+                        help="Draw.compile unroll: auto (unrolled where the step body alone is compiled), on, off")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -50,6 +51,7 @@ def main(argv=None):
 
     from keras_draw import datasets
     from keras_draw.draw import Draw
+    from keras_draw.train_options import UNROLL_CHOICES
 
     keras.utils.set_random_seed(args.seed)
     data = datasets.load("mnist", args.batch_size, seed=args.seed)
@@ -59,7 +61,7 @@ def main(argv=None):
                  attention=not args.no_attention, seed=args.seed)
     if not args.no_canvas_init:
         model.initialize_canvas(data.mean_image())
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=args.unroll)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=UNROLL_CHOICES[args.unroll])
     budget = budget_callback(args.budget, args.learning_rate, args.final_learning_rate, args.training_steps)
     epoch = 0
     while not budget.spent():

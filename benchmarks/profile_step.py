@@ -41,7 +41,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="mnist", help="a keras_draw preset (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=100, help="images per step (default: %(default)s)")
-    parser.add_argument("--unroll", action="store_true", help="Draw.compile(unroll=True)")
+    parser.add_argument("--unroll", choices=("auto", "on", "off"), default="auto",
+                        help="Draw.compile unroll: auto (unrolled where the step body alone is compiled), on, off")
     parser.add_argument("--steps", type=int, default=3, help="traced training steps (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untraced steps after the first (default: %(default)s)")
     parser.add_argument("--top", type=int, default=10, help="leaf operations listed (default: %(default)s)")
@@ -64,9 +65,10 @@ def trace_steps(args, log_dir):
     import tensorflow as tf
 
     from keras_draw import Draw, presets
+    from keras_draw.train_options import UNROLL_CHOICES
 
     model = Draw(**presets.get(args.preset), seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), unroll=args.unroll)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), unroll=UNROLL_CHOICES[args.unroll])
     shape = (args.batch_size, *model.image_shape)
     x = (np.random.default_rng(0).random(shape) > 0.5).astype(np.float32)
     iterator = iter(tf.data.Dataset.from_tensors(x).repeat())

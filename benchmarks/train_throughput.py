@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py                       # the mnist preset, batch 100, T = 64
     python benchmarks/train_throughput.py --num-steps 16 --steps 5 --jit on
-    python benchmarks/train_throughput.py --compare-unroll    # while loop and unrolled, alternating
+    python benchmarks/train_throughput.py --compare-unroll    # unrolled and while loop, alternating
     python benchmarks/train_throughput.py --compare-graph     # against a plain TF graph DRAW (issue 14)
 
 Prints one labelled figure per line, all measured in this one process:
@@ -12,6 +12,11 @@ Prints one labelled figure per line, all measured in this one process:
     first step through the model's `train_function` (tracing and graph optimisation included);
   - training images/s over `--steps` timed steps after `--warmup` untimed ones: median, min, max;
   - achieved GFLOP/s at the median and its fraction of each matmul rate;
+  - evaluation, forward passes only, its steps alternating with training's: images/s of the
+    model's `test_function` (what `fit`'s validation and `evaluate` run), and (image, sample)
+    passes/s of the importance-weighted estimate (`keras_draw.evaluate.log_importance_weights`,
+    1000 passes per call as `keras_draw.evaluate` makes them), each as a multiple of the
+    training rate, and the hours that K = 1000 over 10,000 test images takes at that rate;
   - the same for DRAW's recurrence alone (benchmarks/recurrence.py: the LSTMs and heads in plain
     TensorFlow, no filterbank, loss or optimizer), its steps alternating with the model's so that
     both see the same machine, and the model's images/s as a fraction of it (`--no-recurrence`
@@ -55,6 +60,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # mixed_bfloat16: the LSTMs in bfloat16, attention, sampling and loss in float32 (see Draw).
 PRECISIONS = ("float32", "mixed_bfloat16")
 
+# (image, sample) passes per call of the importance-weighted estimate, as keras_draw.evaluate
+# makes them (its `importance_batch_size`).
+IMPORTANCE_PASSES = 1000
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,8 +74,8 @@ def parse_args(argv):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (default: %(default)s)")
     parser.add_argument("--jit", choices=("on", "off", "auto"), default="auto",
                         help="Draw.compile jit_compile: auto (step body on CPU, whole step on GPU), on (whole step), off (none)")
-    parser.add_argument("--unroll", action="store_true",
-                        help="Draw.compile(unroll=True): the T steps unrolled instead of a tf.while_loop")
+    parser.add_argument("--unroll", choices=("auto", "on", "off"), default="auto",
+                        help="Draw.compile unroll: auto (unrolled where the step body alone is compiled), on, off")
     parser.add_argument("--compare-unroll", action="store_true",
                         help="also time a model with the other unroll setting, its steps alternating with the first's")
     parser.add_argument("--compare-graph", action="store_true",
@@ -145,8 +154,8 @@ def _sibling_module(name):
 
 
 def _first_step(draw, config, args, iterator, unroll):
-    """A compiled model's training step (a function), and the seconds from construction to the
-    end of its first step (tracing and graph optimisation included); prints both."""
+    """A compiled model, its training step (a function), and the seconds from construction to
+    the end of its first step (tracing and graph optimisation included); prints both."""
     import keras
 
     start = time.perf_counter()
@@ -160,7 +169,28 @@ def _first_step(draw, config, args, iterator, unroll):
     first_step = time.perf_counter() - start
     print(f"jit_compile: whole step {model.jit_compile}, step body {model.loop_jit_compile}; unrolled {model.loop_unroll}")
     print(f"time to first step (construction + tracing + one step): {first_step:.1f} s  (loss {first_loss:.2f})")
-    return (lambda: float(train_function(iterator)["loss"])), first_step
+    return model, (lambda: float(train_function(iterator)["loss"])), first_step
+
+
+def _evaluation_steps(model, x, importance_passes):
+    """The model's evaluation step (`test_function`, on the batch x) and one call of the
+    importance-weighted estimate's pass (`importance_passes` (image, sample) pairs), as
+    functions; each is run once here, so that timing excludes tracing."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_draw.evaluate import log_importance_weights
+
+    iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
+    model.make_test_function()
+    test_function = model.test_function
+    x_tiled = tf.constant(x[np.arange(importance_passes) % len(x)])
+    epsilon = model.sample_noise(importance_passes, seed=0)
+    log_weights = tf.function(lambda x, epsilon: log_importance_weights(model, x, epsilon))
+    steps = (lambda: float(test_function(iterator)["loss"])), (lambda: float(log_weights(x_tiled, epsilon)[0]))
+    for step in steps:
+        step()
+    return steps
 
 
 def benchmark(args):
@@ -171,6 +201,7 @@ def benchmark(args):
 
     imported = _max_rss_gib()
     from keras_draw import Draw, presets
+    from keras_draw.train_options import UNROLL_CHOICES
 
     recurrence = _sibling_module("recurrence")
 
@@ -204,12 +235,15 @@ def benchmark(args):
     x = (rng.random(shape) > 0.5).astype(np.float32)
     iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
 
-    model_step, first_step = _first_step(Draw, config, args, iterator, args.unroll)
+    unroll = UNROLL_CHOICES[args.unroll]
+    model, model_step, first_step = _first_step(Draw, config, args, iterator, unroll)
     # The peak so far is the model's; the recurrence alone adds its own tensors afterwards.
     memory = peak_memory_lines(tf, imported)
     timed = {"model": model_step}
+    timed["evaluation"], timed["importance"] = _evaluation_steps(model, x, IMPORTANCE_PASSES)
+    other_unroll = not model.loop_unroll
     if args.compare_unroll:
-        timed["other"], _ = _first_step(Draw, config, args, iterator, not args.unroll)
+        _, timed["other"], _ = _first_step(Draw, config, args, iterator, other_unroll)
     if args.compare_graph:
         start = time.perf_counter()
         timed["graph"] = _sibling_module("graph_baseline").graph_draw_train_step(tf, config, args.batch_size)
@@ -233,11 +267,23 @@ def benchmark(args):
     print(f"roofline: {roofline:.1f} images/s for a step doing nothing but its matmuls, at the LSTM-shaped rate")
     figures = {"first_step_s": first_step, "matmul_gflops": square, "lstm_matmul_gflops": lstm_rate,
                "roofline_images_per_s": roofline}
-    for name in timed:
+    for name in ("evaluation", "importance"):
+        rates = sorted({"evaluation": args.batch_size, "importance": IMPORTANCE_PASSES}[name] / s for s in seconds.pop(name))
+        figures[f"{name}_per_s"] = statistics.median(rates)
+        unit = {"evaluation": "images/s", "importance": "(image, sample) passes/s"}[name]
+        label = {"evaluation": "evaluation (the model's test_function, forward only)",
+                 "importance": "importance-weighted estimate (keras_draw.evaluate.log_importance_weights)"}[name]
+        print(f"{label} {unit} over {args.steps} steps: median {figures[f'{name}_per_s']:.1f}, "
+              f"min {rates[0]:.1f}, max {rates[-1]:.1f}")
+    training = args.batch_size / statistics.median(seconds["model"])
+    print(f"evaluation / training: {figures['evaluation_per_s'] / training:.2f}; importance-weighted / training: "
+          f"{figures['importance_per_s'] / training:.2f}; K = 1000 over 10,000 test images: "
+          f"{1e7 / figures['importance_per_s'] / 3600:.1f} hours at this rate")
+    for name in seconds:
         rates = sorted(args.batch_size / s for s in seconds[name])
         median = statistics.median(rates)
         achieved = median * flops[name] / 1e9
-        label = {"model": "training", "other": f"training with unroll={not args.unroll}",
+        label = {"model": "training", "other": f"training with unroll={other_unroll}",
                  "graph": "the plain TensorFlow graph DRAW (benchmarks/graph_baseline.py), training",
                  "recurrence": "the recurrence alone (no filterbank, loss or optimizer), training"}[name]
         print(f"{label} images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
@@ -247,7 +293,7 @@ def benchmark(args):
         figures.update({f"{name}_images_per_s": median, f"{name}_gflops": achieved})
     figures["images_per_s"], figures["gflops"] = figures.pop("model_images_per_s"), figures.pop("model_gflops")
     if "other" in timed:
-        print(f"unroll={args.unroll} / unroll={not args.unroll}, images/s: "
+        print(f"unroll={model.loop_unroll} / unroll={other_unroll}, images/s: "
               f"{figures['images_per_s'] / figures['other_images_per_s']:.2f}")
     if "graph" in timed:
         print(f"model / plain graph DRAW, images/s: {figures['images_per_s'] / figures['graph_images_per_s']:.2f}")

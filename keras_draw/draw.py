@@ -11,7 +11,7 @@ The loss is the negative ELBO L^x + L^z in nats per image (eqs. 9-12); generatio
 alone from z̃_t ~ N(0, I) and returns the mean image σ(c̃_T) (eqs. 13-16).
 
 The T steps run as one symbolic loop (`keras_draw.loop.scan`), so tracing does not grow with T;
-`compile(unroll=True)` unrolls training's loop instead, for long runs on a CPU. All the
+on a CPU, `compile` unrolls training's and evaluation's loop instead (`loop.STEPS_PER_CALL`). All the
 noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for every step and
 image (docs/paper.md pitfall 4), and the passes are deterministic functions of it.
 """
@@ -179,19 +179,22 @@ class Draw(TrainingStep, keras.Model):
         c = c_prev + update  # eq. 8 (or 15)
         return c, h_dec, cell_dec, write_window
 
-    def infer(self, x, epsilon, return_sequence=False):
+    def infer(self, x, epsilon, return_sequence=False, compiled=False):
         """The inference pass (eqs. 3-8) for images x and noise ε of shape (batch, T, |z|).
 
         Returns a dict: `canvas` c_T (logits, (batch, B, A, C)), `mu`, `log_sigma` and `z` of
         every step ((batch, T, |z|)); with `return_sequence`, also `canvases` σ(c_t) of every
         step ((batch, T, B, A, C)) and, with attention, `read_window` and `write_window`
         ((batch, T, 5), ordered as `keras_draw.layers.attention_window.WINDOW_PARAMETERS`).
+        `compiled` runs the steps as `fit` and `evaluate` do (`loop_settings`: on a CPU, XLA
+        on the step body and the steps unrolled), for passes over many images.
         """
         inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
         names = ["mu", "log_sigma", "z"]
         if return_sequence:
             names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
-        return self._infer(x, epsilon, names)
+        jit_step, unroll = self.loop_settings() if compiled else (False, False)
+        return self._infer(x, epsilon, names, jit_step=jit_step, unroll=unroll)
 
     def _infer(self, x, epsilon, names, jit_step=False, unroll=False):
         """`infer` emitting only the per-step outputs `names`; XLA on the step body if
@@ -261,16 +264,18 @@ class Draw(TrainingStep, keras.Model):
         outputs["images"] = ops.sigmoid(final[0])  # eq. 16
         return outputs
 
-    def negative_elbo(self, x, epsilon=None):
+    def negative_elbo(self, x, epsilon=None, compiled=False):
         """Per-image `loss` = `reconstruction_loss` (L^x, eq. 9) + `kl_loss` (L^z, eqs. 10-11).
 
-        One z sample per step per image (eq. 12); ε is drawn afresh unless given.
+        One z sample per step per image (eq. 12); ε is drawn afresh unless given. `compiled`:
+        as in `infer`.
         """
         x = inputs.check_images(self.image_shape, x)
         if epsilon is None:
             epsilon = self.sample_noise(ops.shape(x)[0])
         inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
-        return self._negative_elbo(x, epsilon)
+        jit_step, unroll = self.loop_settings() if compiled else (False, False)
+        return self._negative_elbo(x, epsilon, jit_step=jit_step, unroll=unroll)
 
     def _negative_elbo(self, x, epsilon, jit_step=False, unroll=False):
         """`negative_elbo`, with `_infer`'s `jit_step` and `unroll` (see `TrainingStep.compile`)."""

@@ -47,7 +47,7 @@ NON_BINARY_NOTE = (
 
 def log_importance_weights(model, x, epsilon):
     """log w = log p(x, z) − log q(z | x) of one inference pass with noise ε; shape (batch,)."""
-    outputs = model.infer(x, epsilon)
+    outputs = model.infer(x, epsilon, compiled=True)
     return losses.log_weight(x, outputs["canvas"], outputs["z"], outputs["mu"], outputs["log_sigma"])
 
 
@@ -72,7 +72,7 @@ def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_
 
     @tf.function(reduce_retracing=True)
     def elbo_terms(x):
-        return model.negative_elbo(x, keras.random.normal((tf.shape(x)[0], *shape), seed=generator))
+        return model.negative_elbo(x, keras.random.normal((tf.shape(x)[0], *shape), seed=generator), compiled=True)
 
     @tf.function(reduce_retracing=True)
     def chunk_log_weights(x, samples):

@@ -6,6 +6,11 @@ but emit posteriors, canvases and windows, so this small scan keeps them apart.
 
 import tensorflow as tf
 
+# DRAW steps per compiled call when the loop is unrolled: two halve the XLA executions of a
+# pass and trained 5-6 % faster than one on our CPU; four and eight were no faster and took
+# longer to compile (docs/speed.md).
+STEPS_PER_CALL = 2
+
 
 def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
     """Runs `state, outputs = step(state, xs[t])` for t = 0..T−1, in one symbolic loop or unrolled.
@@ -17,19 +22,20 @@ def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
         output_names: the keys of the dict that `step` returns.
         jit_compile: compile the step body alone with XLA (the loop itself is not compiled):
             on a CPU it fuses the step's many small ops, where XLA over the whole loop is slow.
-        unroll: T calls of the step in the graph instead of a `tf.while_loop` (T must be
-            static). With `jit_compile` the step is traced and compiled once and called T times,
-            and training skips the loop's gradient accumulators (docs/speed.md); without it,
-            tracing grows with T.
+        unroll: the T steps called one after the other in the graph instead of a
+            `tf.while_loop` (T must be static), which skips the loop's gradient accumulators.
+            With `jit_compile` each compiled call runs `STEPS_PER_CALL` steps (the last call
+            the rest), so a pass is T / 2 XLA executions forward and as many backward
+            (docs/speed.md); without it, tracing grows with T.
 
     Returns:
         The final state and a dict of each output stacked over time, shape (T, ...).
     """
     xs = tf.convert_to_tensor(xs)
+    if unroll:
+        return _unrolled(step, tuple(state), xs, output_names, jit_compile)
     if jit_compile:
         step = tf.function(step, jit_compile=True, autograph=False)
-    if unroll:
-        return _unrolled(step, tuple(state), xs, output_names)
     num_steps = xs.shape[0] if xs.shape[0] is not None else tf.shape(xs)[0]  # static T for XLA
     arrays = {name: tf.TensorArray(tf.float32, size=num_steps) for name in output_names}
 
@@ -47,15 +53,36 @@ def scan(step, state, xs, output_names, jit_compile=False, unroll=False):
     return state, {name: _stack(array, xs.shape[0]) for name, array in arrays.items()}
 
 
-def _unrolled(step, state, xs, output_names):
-    if xs.shape[0] is None:
+def _unrolled(step, state, xs, output_names, jit_compile):
+    num_steps = xs.shape[0]
+    if num_steps is None:
         raise ValueError(f"An unrolled loop needs a static number of steps. Received: shape={xs.shape}")
+    group = STEPS_PER_CALL if jit_compile else 1
+    calls = {}  # the group's function, traced once per group size (the last group may be shorter)
     outputs = {name: [] for name in output_names}
-    for t in range(xs.shape[0]):
-        state, step_outputs = step(state, xs[t])
+    for start in range(0, num_steps, group):
+        size = min(group, num_steps - start)
+        if size not in calls:
+            calls[size] = _steps(step, size, output_names, jit_compile)
+        state, group_outputs = calls[size](state, xs[start : start + size])
         for name in output_names:
-            outputs[name].append(tf.cast(step_outputs[name], tf.float32))
-    return state, {name: tf.stack(values) for name, values in outputs.items()}
+            outputs[name].append(group_outputs[name])
+    return state, {name: tf.concat(values, axis=0) for name, values in outputs.items()}
+
+
+def _steps(step, size, output_names, jit_compile):
+    """`size` consecutive steps as one function of (state, xs[t : t + size]), its outputs
+    stacked to (size, ...); compiled with XLA if `jit_compile`."""
+
+    def steps(state, xs):
+        outputs = {name: [] for name in output_names}
+        for t in range(size):
+            state, step_outputs = step(state, xs[t])
+            for name in output_names:
+                outputs[name].append(tf.cast(step_outputs[name], tf.float32))
+        return state, {name: tf.stack(values) for name, values in outputs.items()}
+
+    return tf.function(steps, jit_compile=True, autograph=False) if jit_compile else steps
 
 
 def _stack(array, num_steps):

@@ -36,7 +36,7 @@ PRESETS = {
 # train.py's defaults where a preset needs its own: the demo trains in minutes with a larger batch
 # and step size (docs/results.md has the comparison). Every other preset takes `TrainOptions`'s.
 RECIPES = {
-    "demo": {"epochs": 4, "batch_size": 200, "learning_rate": 3e-3, "unroll": True},
+    "demo": {"epochs": 4, "batch_size": 200, "learning_rate": 3e-3},
 }
 
 

@@ -14,6 +14,9 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 # `--jit-compile` values and what they mean to `Draw.compile`.
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
 
+# The benchmarks' `--unroll` values and what they mean to `Draw.compile`.
+UNROLL_CHOICES = {"auto": "auto", "on": True, "off": False}
+
 
 @dataclasses.dataclass
 class TrainOptions:
@@ -42,7 +45,7 @@ class TrainOptions:
     export_dir: str | None = None
     strategy: str = "default"
     jit_compile: str = "auto"
-    unroll: bool | None = None
+    unroll: bool | str | None = None  # True, False, or "auto" (see `Draw.compile`)
     log_test: bool = False
     lr_patience: int | None = None
     lr_factor: float = 0.5
@@ -51,7 +54,7 @@ class TrainOptions:
     precision: str = "float32"
 
     # The recipe of a preset that has none of its own.
-    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": False}
+    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": "auto"}
 
     # Sizes beyond these are typos, not experiments: T=10**12 or 10**6 units cannot be built.
     # (`batch_size` is checked against the training split once it is loaded.)
@@ -79,6 +82,8 @@ class TrainOptions:
         if self.jit_compile not in JIT_CHOICES:
             raise ValueError(f"`jit_compile` must be one of {', '.join(JIT_CHOICES)}. "
                              f"Received: jit_compile={self.jit_compile!r}")
+        if self.unroll not in (True, False, "auto"):
+            raise ValueError(f"`unroll` must be True, False or 'auto'. Received: unroll={self.unroll!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}")
         if self.strategy not in strategies.STRATEGIES:

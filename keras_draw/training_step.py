@@ -17,40 +17,49 @@ class TrainingStep:
     jit_step, unroll)`, `sample_noise(batch_size)`, `image_shape`, `clip_norm` and `metrics`.
 
     Attributes, set by `compile`:
-        jit_compile_option: the `jit_compile` that `compile` was given ("auto", True, False).
+        jit_compile_option, unroll_option: what `compile` was given ("auto", True, False).
         loop_jit_compile: whether the loop's step body alone is compiled with XLA.
         loop_unroll: whether `fit` and `evaluate` unroll the T steps.
     """
 
     jit_compile_option = "auto"
+    unroll_option = "auto"
     loop_jit_compile = False
     loop_unroll = False
 
-    def compile(self, optimizer="adam", jit_compile="auto", unroll=False, **kwargs):
+    def compile(self, optimizer="adam", jit_compile="auto", unroll="auto", **kwargs):
         """`keras.Model.compile`, where `jit_compile` chooses how XLA compiles training:
 
         "auto" (default): the whole train step on a GPU; on a CPU the loop's step body alone,
         which fuses its many small ops (faster than no XLA and than whole-step XLA on our 2-core
         CPU; see docs/speed.md). True: the whole step. False: no XLA, and the fastest start.
 
-        `unroll=True` unrolls the T steps of `fit` and `evaluate` instead of running them in a
-        `tf.while_loop`. With step-body XLA the body is still compiled once and called T times;
-        on our CPU that trained 6-22 % faster, for about 4 s more before the first step, so it
-        suits long runs. Without step-body XLA, tracing grows with T (minutes at T = 64).
+        `unroll` chooses between the T steps of `fit` and `evaluate` unrolled (True) and a
+        `tf.while_loop` (False). "auto" (default) unrolls them where the step body alone is
+        compiled: each compiled call then runs two steps (`keras_draw.loop`), which trained
+        1.2x as fast as the while loop on our CPU, for 1-3 s more before the first step.
+        Without step-body XLA, unrolled tracing grows with T (minutes at T = 64).
         """
-        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        if unroll not in (True, False, "auto"):
+            raise ValueError(f"`unroll` must be True, False or 'auto'. Received: unroll={unroll!r}")
         self.jit_compile_option = jit_compile
-        self.loop_jit_compile = jit_compile == "auto" and not on_gpu
-        self.loop_unroll = bool(unroll)
-        whole_step = on_gpu if jit_compile == "auto" else bool(jit_compile)
+        self.unroll_option = unroll
+        whole_step, self.loop_jit_compile, self.loop_unroll = _resolve(jit_compile, unroll)
         super().compile(optimizer=optimizer, jit_compile=whole_step, **kwargs)
+
+    def loop_settings(self):
+        """(step-body XLA, unrolled) of `fit` and `evaluate`: as `compile` chose them, or, before
+        any `compile`, as its defaults would on this machine."""
+        if self.compiled:
+            return self.loop_jit_compile, self.loop_unroll
+        return _resolve("auto", "auto")[1:]
 
     def get_compile_config(self):
         """Keras's compile config, with this `compile`'s own arguments, so that a reloaded
         model compiles as this one did."""
         config = super().get_compile_config()
         if config is not None:
-            config.update(jit_compile=self.jit_compile_option, unroll=self.loop_unroll)
+            config.update(jit_compile=self.jit_compile_option, unroll=self.unroll_option)
         return config
 
     def compile_from_config(self, config):
@@ -102,3 +111,12 @@ class TrainingStep:
             # Keras reduces multi-worker logs by a mean over axis 0, which a scalar lacks.
             logs = {name: value[None] for name, value in logs.items()}
         return logs
+
+
+def _resolve(jit_compile, unroll):
+    """`compile`'s (whole-step XLA, step-body XLA, unrolled) for its two options, on this machine."""
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    loop_jit_compile = jit_compile == "auto" and not on_gpu
+    loop_unroll = loop_jit_compile if unroll == "auto" else bool(unroll)
+    whole_step = on_gpu if jit_compile == "auto" else bool(jit_compile)
+    return whole_step, loop_jit_compile, loop_unroll

@@ -71,7 +71,8 @@ def test_throughput_benchmark_prints_every_figure(capsys):
     for label in ("matmul rate 2048x2048x2048", "time to first step", "roofline", "training images/s",
                   "the recurrence alone", "model / recurrence alone", "training with unroll=True",
                   "unroll=False / unroll=True", "the plain TensorFlow graph DRAW", "model / plain graph DRAW",
-                  "peak memory"):
+                  "evaluation (the model's test_function", "importance-weighted estimate", "evaluation / training",
+                  "K = 1000 over 10,000 test images", "peak memory"):
         assert label in printed
     assert all(np.isfinite(value) and value > 0 for value in figures.values())
 
@@ -149,8 +150,10 @@ def test_the_profile_of_a_real_step_finds_the_step_bodys_xla_calls(capsys):
     profile = load("profile_step")
     assert profile.main(["--preset", "tiny", "--batch-size", "4", "--steps", "1", "--warmup", "0"]) == 0
     printed = capsys.readouterr().out
-    # T = 3: each DRAW step's body runs as one XLA call forward and one backward.
+    # T = 3, unrolled two steps per call: a call of two steps and one of one, forward and
+    # backward, and one more XLA execution of the training step (129 at the paper's T = 64 with
+    # one step per call).
     calls = int(printed.split("XLA executions: ")[1].split()[0])
-    assert calls >= 6
+    assert loop.STEPS_PER_CALL == 2 and calls == 2 + 2 + 1
     for kind in ("forward", "backward", "outside XLA"):
         assert f"  {kind}" in printed

@@ -137,6 +137,33 @@ def test_the_unrolled_training_loop_gives_the_symbolic_loops_gradients():
         np.testing.assert_allclose(unrolled, symbolic, rtol=1e-3, atol=1e-5)
 
 
+def test_compile_unrolls_by_default_where_the_step_body_alone_is_compiled():
+    model = small()
+    assert model.loop_settings() == (True, True)  # before compile: its defaults, on a CPU
+    model.compile()
+    assert (model.loop_jit_compile, model.loop_unroll) == (True, True)
+    assert model.get_compile_config()["unroll"] == "auto"
+    model.compile(unroll=False)
+    assert model.loop_settings() == (True, False)
+    model.compile(jit_compile=False)  # unrolled without XLA, tracing would grow with T
+    assert model.loop_settings() == (False, False)
+    with pytest.raises(ValueError, match="`unroll` must be True, False or 'auto'. Received: unroll='yes'"):
+        model.compile(unroll="yes")
+
+
+def test_compiled_passes_give_the_plain_passes_results():
+    model = small(image_height=6, image_width=9, channels=3)
+    x = binary_images(3, 6, 9, 3)
+    epsilon = model.sample_noise(3, seed=5)
+    plain = model.infer(x, epsilon, return_sequence=True)
+    compiled = tf.function(lambda x, e: model.infer(x, e, return_sequence=True, compiled=True))(x, epsilon)
+    assert set(compiled) == set(plain)
+    for name in plain:
+        np.testing.assert_allclose(compiled[name], plain[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    loss = tf.function(lambda x, e: model.negative_elbo(x, e, compiled=True)["loss"])(x, epsilon)
+    np.testing.assert_allclose(loss, numpy_negative_elbo(model, x, epsilon), rtol=1e-4)
+
+
 @pytest.mark.slow
 def test_an_unrolled_model_trains_and_reloads_unrolled(tmp_path):
     model = small(image_height=6, image_width=9, channels=3)

@@ -212,8 +212,9 @@ def test_a_small_model_learns_real_digits(mnist_data_dir):
 
 def test_the_demo_preset_has_its_own_recipe_and_flags_override_it():
     demo, tiny = TrainOptions(preset="demo"), TrainOptions(preset="tiny")
-    assert (demo.epochs, demo.batch_size, demo.learning_rate, demo.unroll) == (4, 200, 3e-3, True)
-    assert (tiny.epochs, tiny.batch_size, tiny.learning_rate, tiny.unroll) == (3, 100, 1e-3, False)
+    assert (demo.epochs, demo.batch_size, demo.learning_rate, demo.unroll) == (4, 200, 3e-3, "auto")
+    assert (tiny.epochs, tiny.batch_size, tiny.learning_rate, tiny.unroll) == (3, 100, 1e-3, "auto")
+    assert TrainOptions(preset="tiny", unroll=False).unroll is False
     assert TrainOptions(preset="demo", batch_size=50).batch_size == 50
 
 
