@@ -1,6 +1,7 @@
 """benchmarks/: the FLOP counts behind the GFLOP/s figures, against the model's own graph."""
 
 import importlib.util
+import json
 import math
 import pathlib
 
@@ -157,3 +158,33 @@ def test_the_profile_of_a_real_step_finds_the_step_bodys_xla_calls(capsys):
     assert loop.STEPS_PER_CALL == 2 and calls == 2 + 2 + 1
     for kind in ("forward", "backward", "outside XLA"):
         assert f"  {kind}" in printed
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_runs_every_stage_and_resumes_the_run_under_out(copy_run, mnist_data_dir, tmp_path):
+    """`--smoke` on the CPU: the loss checks pass, the benchmarks print, and the run gets one
+    epoch more under OUT, its checkpoint with it, while the run given is left as it was."""
+    session = load("gpu_session")
+    before = (copy_run / "metrics.csv").read_text()
+    out = tmp_path / "out"
+    assert session.main(["--out", str(out), "--smoke", "--run-dir", str(copy_run), "--data-dir", mnist_data_dir,
+                         "--budget-s", "400"]) == 0
+    figures = json.loads((out / "gpu_session.json").read_text())
+    assert not any("error" in figures[stage] for stage in ("check", "throughput", "campaign"))
+    check = figures["check"]
+    assert abs(check["float32"] - check["cpu_float32"]) <= 1e-4 * check["cpu_float32"]
+    assert check["trained"] < check["cpu_float32"]
+    assert set(figures["throughput"]) == {"float32_batch100", "float32_batch500", "mixed_bfloat16_batch100"}
+    assert all(run["images_per_s"] > 0 for run in figures["throughput"].values())
+    epochs = (out / "run" / "metrics.csv").read_text().splitlines()
+    assert figures["campaign"]["status"] == 0 and len(epochs) == len(before.splitlines()) + 1
+    assert (out / "run" / "checkpoint" / "state.json").is_file()
+    assert (copy_run / "metrics.csv").read_text() == before
+
+
+def test_the_gpu_session_resumes_with_the_runs_own_options():
+    flags = load("gpu_session").train_flags({"preset": "mnist", "epochs": 1000, "log_test": True, "unroll": True,
+                                             "resume": False, "output_dir": "runs/x", "manual_dir": "../shared",
+                                             "lr_patience": 4, "early_stopping": None, "weight_average": 0.999})
+    assert flags == ["--epochs", "1000", "--log-test", "--lr-patience", "4", "--preset", "mnist", "--unroll",
+                     "--weight-average", "0.999"]
