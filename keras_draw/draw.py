@@ -11,9 +11,9 @@ The loss is the negative ELBO L^x + L^z in nats per image (eqs. 9-12); generatio
 alone from z̃_t ~ N(0, I) and returns the mean image σ(c̃_T) (eqs. 13-16).
 
 The T steps run as one symbolic loop (`keras_draw.loop.scan`), so tracing does not grow with T;
-on a CPU, `compile` unrolls training's and evaluation's loop instead (`loop.STEPS_PER_CALL`). All the
-noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for every step and
-image (docs/paper.md pitfall 4), and the passes are deterministic functions of it.
+on a CPU, `compile` unrolls training's and evaluation's loop instead, two steps per XLA call.
+All the noise ε of a pass, shape (batch, T, latent_dim), is drawn up front, fresh for every step
+and image (docs/paper.md pitfall 4), and the passes are deterministic functions of it.
 """
 
 import keras

@@ -37,7 +37,8 @@ class TrainingStep:
         `unroll` chooses between the T steps of `fit` and `evaluate` unrolled (True) and a
         `tf.while_loop` (False). "auto" (default) unrolls them where the step body alone is
         compiled: each compiled call then runs two steps (`keras_draw.loop`), which trained
-        1.2x as fast as the while loop on our CPU, for 1-3 s more before the first step.
+        1.11x as fast as the while loop on our CPU (226.0 against 203.0 images/s at the
+        paper's sizes), for 2.4 s more before the first step.
         Without step-body XLA, unrolled tracing grows with T (minutes at T = 64).
         """
         if unroll not in (True, False, "auto"):
