@@ -51,7 +51,7 @@ def main(argv=None):
 
     from keras_draw import datasets
     from keras_draw.draw import Draw
-    from keras_draw.train_options import UNROLL_CHOICES
+    from keras_draw.train_options import SWITCH_CHOICES
 
     keras.utils.set_random_seed(args.seed)
     data = datasets.load("mnist", args.batch_size, seed=args.seed)
@@ -61,7 +61,7 @@ def main(argv=None):
                  attention=not args.no_attention, seed=args.seed)
     if not args.no_canvas_init:
         model.initialize_canvas(data.mean_image())
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=UNROLL_CHOICES[args.unroll])
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), unroll=SWITCH_CHOICES[args.unroll])
     budget = budget_callback(args.budget, args.learning_rate, args.final_learning_rate, args.training_steps)
     epoch = 0
     while not budget.spent():

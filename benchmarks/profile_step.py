@@ -65,10 +65,10 @@ def trace_steps(args, log_dir):
     import tensorflow as tf
 
     from keras_draw import Draw, presets
-    from keras_draw.train_options import UNROLL_CHOICES
+    from keras_draw.train_options import SWITCH_CHOICES
 
     model = Draw(**presets.get(args.preset), seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), unroll=UNROLL_CHOICES[args.unroll])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), unroll=SWITCH_CHOICES[args.unroll])
     shape = (args.batch_size, *model.image_shape)
     x = (np.random.default_rng(0).random(shape) > 0.5).astype(np.float32)
     iterator = iter(tf.data.Dataset.from_tensors(x).repeat())

@@ -158,9 +158,11 @@ def _first_step(draw, config, args, iterator, unroll):
     the end of its first step (tracing and graph optimisation included); prints both."""
     import keras
 
+    from keras_draw.train_options import SWITCH_CHOICES
+
     start = time.perf_counter()
     model = draw(**config, seed=0)
-    jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit]
+    jit_compile = SWITCH_CHOICES[args.jit]
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile, unroll=unroll)
     model.optimizer.build(model.trainable_variables)
     model.make_train_function()
@@ -201,7 +203,7 @@ def benchmark(args):
 
     imported = _max_rss_gib()
     from keras_draw import Draw, presets
-    from keras_draw.train_options import UNROLL_CHOICES
+    from keras_draw.train_options import SWITCH_CHOICES
 
     recurrence = _sibling_module("recurrence")
 
@@ -235,7 +237,7 @@ def benchmark(args):
     x = (rng.random(shape) > 0.5).astype(np.float32)
     iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
 
-    unroll = UNROLL_CHOICES[args.unroll]
+    unroll = SWITCH_CHOICES[args.unroll]
     model, model_step, first_step = _first_step(Draw, config, args, iterator, unroll)
     # The peak so far is the model's; the recurrence alone adds its own tensors afterwards.
     memory = peak_memory_lines(tf, imported)

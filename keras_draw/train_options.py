@@ -11,11 +11,9 @@ from keras_draw.files import check_output_dir
 # Keras dtype policies: mixed_bfloat16 runs the LSTMs in bfloat16 (see `Draw`).
 PRECISIONS = ("float32", "mixed_bfloat16")
 
-# `--jit-compile` values and what they mean to `Draw.compile`.
-JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
-
-# The benchmarks' `--unroll` values and what they mean to `Draw.compile`.
-UNROLL_CHOICES = {"auto": "auto", "on": True, "off": False}
+# The values of the auto/on/off flags (`--jit-compile`; the benchmarks' `--jit` and `--unroll`)
+# and what they mean to `Draw.compile`.
+SWITCH_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 @dataclasses.dataclass
@@ -79,8 +77,8 @@ class TrainOptions:
                 f"Unknown dataset: {self.dataset!r}. Supported: {', '.join(data_sources.SUPPORTED)}."
             )
         presets.get(self.preset)
-        if self.jit_compile not in JIT_CHOICES:
-            raise ValueError(f"`jit_compile` must be one of {', '.join(JIT_CHOICES)}. "
+        if self.jit_compile not in SWITCH_CHOICES:
+            raise ValueError(f"`jit_compile` must be one of {', '.join(SWITCH_CHOICES)}. "
                              f"Received: jit_compile={self.jit_compile!r}")
         if self.unroll not in (True, False, "auto"):
             raise ValueError(f"`unroll` must be True, False or 'auto'. Received: unroll={self.unroll!r}")

@@ -20,7 +20,7 @@ from keras_draw.draw import Draw
 from keras_draw.files import exclusive_folder, write_json
 from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
-from keras_draw.train_options import JIT_CHOICES, TrainOptions
+from keras_draw.train_options import SWITCH_CHOICES, TrainOptions
 
 
 def check_batch_size(options, images):
@@ -35,7 +35,7 @@ def build_model(options):
     """A compiled `Draw` for the options (Adam, the options' learning rate)."""
     model = Draw(**options.model_config(), dtype=options.precision)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                  jit_compile=JIT_CHOICES[options.jit_compile], unroll=options.unroll)
+                  jit_compile=SWITCH_CHOICES[options.jit_compile], unroll=options.unroll)
     return model
 
 
