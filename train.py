@@ -120,6 +120,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from keras_draw import console, malloc
+
+    try:  # TCMalloc where the machine has it: the same training, faster (keras_draw/malloc.py)
+        malloc.rerun_preloaded()
+    except ValueError as err:
+        sys.exit(console.fail("train.py", err))
     status = main()
     if _write_failed:  # HDF5 crashes at interpreter exit on a file whose write failed: skip the exit hooks
         sys.stdout.flush(), sys.stderr.flush()

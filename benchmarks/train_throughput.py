@@ -202,7 +202,7 @@ def benchmark(args):
     import tensorflow as tf
 
     imported = _max_rss_gib()
-    from keras_draw import Draw, presets
+    from keras_draw import Draw, malloc, presets
     from keras_draw.train_options import SWITCH_CHOICES
 
     recurrence = _sibling_module("recurrence")
@@ -215,7 +215,8 @@ def benchmark(args):
     if args.num_steps is not None:
         config["num_steps"] = args.num_steps
     devices = ", ".join(d.name for d in tf.config.list_logical_devices())
-    print(f"machine: TensorFlow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPU cores; devices: {devices}")
+    print(f"machine: TensorFlow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPU cores; devices: {devices}; "
+          f"malloc: {malloc.active()} (benchmarks/allocator.py compares them)")
     print(f"configuration: preset {args.preset}, batch {args.batch_size}, T={config['num_steps']}, "
           f"units {config['encoder_units']}/{config['decoder_units']}, z={config['latent_dim']}, "
           f"read {config.get('read_n')}, write {config.get('write_n')}, jit {args.jit}, unroll {args.unroll}, precision {args.precision}, "

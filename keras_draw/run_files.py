@@ -16,7 +16,8 @@ class RunFiles:
     """Paths in a run's output directory.
 
     model.keras          the trained model (`keras.saving.load_model` loads it)
-    config.json          the run's options and the model's configuration (`read_config`)
+    config.json          the run's options, the model's configuration and the malloc library it ran
+                         with (`read_config`; keras_draw/malloc.py)
     metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats
     test_metrics.json    the same three on the test split after training
     logs/                TensorBoard logs (losses, and a grid of samples every epoch)

@@ -12,7 +12,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_draw import datasets, serving, strategies, visualize
+from keras_draw import datasets, malloc, serving, strategies, visualize
 from keras_draw.averaging import WeightAverage
 from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import CheckpointCallback, config_differences
@@ -77,7 +77,8 @@ def train(verbose="auto", **options):
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
     with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
-        write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config()})
+        write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config(),
+                                  "malloc": malloc.active()})
         history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager)
         if averager is not None:  # the model is w̄ from here on: saved, tested, drawn and exported
             averager.apply()

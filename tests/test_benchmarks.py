@@ -69,7 +69,7 @@ def test_throughput_benchmark_prints_every_figure(capsys):
                               "--compare-graph"])
     figures = module.benchmark(args)
     printed = capsys.readouterr().out
-    for label in ("matmul rate 2048x2048x2048", "time to first step", "roofline", "training images/s",
+    for label in ("malloc: ", "matmul rate 2048x2048x2048", "time to first step", "roofline", "training images/s",
                   "the recurrence alone", "model / recurrence alone", "training with unroll=True",
                   "unroll=False / unroll=True", "the plain TensorFlow graph DRAW", "model / plain graph DRAW",
                   "evaluation (the model's test_function", "importance-weighted estimate", "evaluation / training",
@@ -188,3 +188,25 @@ def test_the_gpu_session_resumes_with_the_runs_own_options():
                                              "lr_patience": 4, "early_stopping": None, "weight_average": 0.999})
     assert flags == ["--epochs", "1000", "--log-test", "--lr-patience", "4", "--preset", "mnist", "--unroll",
                      "--weight-average", "0.999"]
+
+
+def test_the_allocator_benchmark_compares_each_allocator_with_the_systems_round_by_round(monkeypatch):
+    allocator = load("allocator")
+    rounds = [{"system": {"images_per_s": 200.0, "peak_gib": 1.5}, "tcmalloc": {"images_per_s": 240.0, "peak_gib": 1.4}},
+              {"system": {"images_per_s": 100.0, "peak_gib": 1.6}, "tcmalloc": {"images_per_s": 150.0, "peak_gib": 1.4}},
+              {"system": {"images_per_s": 180.0, "peak_gib": 1.5}, "tcmalloc": {"images_per_s": 198.0, "peak_gib": 1.5}}]
+    lines = allocator.summarize(rounds, ["system", "tcmalloc"])
+    assert lines[0] == "system: images_per_s median 180.00 over 3 processes (min 100.00, max 200.00)"
+    assert lines[3] == "tcmalloc: peak_gib median 1.40 over 3 processes (min 1.40, max 1.50)"
+    # Medians 198 / 180; the rounds' ratios 1.2, 1.5 and 1.1.
+    assert lines[4] == "tcmalloc / system, speed: 1.100 (ratio of the medians), 1.200 (median of the rounds' ratios)"
+    assert len(lines) == 5
+    # Wall times: a speed-up is the system's time over the other's (100/80, 120/100, 90/90).
+    timed = [{"system": {"seconds": s}, "tcmalloc": {"seconds": t}} for s, t in ((100, 80), (120, 100), (90, 90))]
+    assert allocator.summarize(timed, ["system", "tcmalloc"])[-1] == (
+        "tcmalloc / system, speed: 1.111 (ratio of the medians), 1.200 (median of the rounds' ratios)")
+    # Each process is told what to preload, and train.py not to preload anything itself.
+    monkeypatch.setenv("LD_PRELOAD", "/opt/a.so")
+    assert allocator.environment("/lib/t.so")["LD_PRELOAD"] == "/lib/t.so:/opt/a.so"
+    assert allocator.environment(None)["LD_PRELOAD"] == "/opt/a.so"
+    assert allocator.environment(None)["KERAS_DRAW_MALLOC"] == "system"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import load_train_script
-from keras_draw import Draw, datasets, files
+from keras_draw import Draw, datasets, files, malloc
 from keras_draw.training import TrainOptions, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,7 @@ def test_train_writes_every_output_file_and_starts_its_canvas_at_the_training_me
     assert np.isfinite(test_metrics["loss"]) and test_metrics["loss"] > 0
     config = json.loads((output_dir / "config.json").read_text())
     assert config["model"]["num_steps"] == 3 and config["options"]["preset"] == "tiny"
+    assert config["malloc"] == malloc.active()  # the allocator the timings in metrics.csv ran under
     loaded = keras.saving.load_model(output_dir / "model.keras")
     np.testing.assert_array_equal(loaded.generate(2, seed=1), model.generate(2, seed=1))
     assert not [p for p in output_dir.iterdir() if p.name.startswith(".partial-")]
