@@ -60,7 +60,7 @@ class TrainOptions:
               "steps_per_epoch": 10**7, "epochs": 10**6}
 
     # Options that may change between a run and its resumption; the others must match.
-    CHANGEABLE = ("epochs", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
+    CHANGEABLE = ("epochs", "learning_rate", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
                   "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
                   "lr_patience", "lr_factor", "early_stopping", "weight_average", "precision")
 

@@ -134,18 +134,37 @@ def resume_state(model, options, checkpoint):
     if not checkpoint.exists():
         if options.resume:
             raise ValueError(f"`resume`: no checkpoint in {checkpoint.directory} to resume from.")
-        return {"epoch": 0, "step": 0, "history": [], "config": config}
+        return {"epoch": 0, "step": 0, "history": [], "config": config,
+                "schedule": {"learning_rate": options.learning_rate, "from_epoch": 0}}
     saved = checkpoint.read_state()
-    # An option added after the checkpoint was written had its default value in that run.
-    defaults = TrainOptions(preset=options.preset).resumable()
-    saved_config = {**{k: v for k, v in defaults.items() if k not in saved["config"]}, **saved["config"]}
+    # An option added after the checkpoint was written had its default value in that run; one
+    # made changeable since (the learning rate) is not compared.
+    defaults = TrainOptions(preset=options.preset)
+    saved_config = {**{k: v for k, v in defaults.resumable().items() if k not in saved["config"]},
+                    **{k: v for k, v in saved["config"].items() if k not in TrainOptions.CHANGEABLE}}
     differences = config_differences(saved_config, config)
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
             f"({'; '.join(differences)}): use another output directory, or delete it to start over."
         )
-    return checkpoint.restore(model)
+    state = checkpoint.restore(model)
+    # Written before the learning rate could change: the run's own rate, from its first epoch.
+    state.setdefault("schedule", {"learning_rate": saved["config"].get("learning_rate", defaults.learning_rate),
+                                  "from_epoch": 0})
+    state["config"] = config
+    return restart_schedule(state, options.learning_rate)
+
+
+def restart_schedule(state, learning_rate):
+    """The state with its schedule restarted at `learning_rate` from the epoch it resumes in, if
+    that differs from the rate the schedule started from: a warm restart, whose plateau cuts
+    count the validation losses from that epoch on only."""
+    if learning_rate == state["schedule"]["learning_rate"]:
+        return state
+    print(f"Learning rate {state['schedule']['learning_rate']:g} -> {learning_rate:g} from epoch {state['epoch'] + 1} "
+          "on; the learning-rate cuts count the validation losses from there.")
+    return {**state, "schedule": {"learning_rate": learning_rate, "from_epoch": state["epoch"]}}
 
 
 def fit(model, options, files, state, data, verbose, log_test=False, averager=None):
@@ -164,8 +183,10 @@ def fit(model, options, files, state, data, verbose, log_test=False, averager=No
         files.latest_checkpoint(), state, steps_per_epoch, options.checkpoint_every,
         on_epoch_end=files.write_metrics, best_weights=files.best_weights, averager=averager,
     )
-    schedule = LearningRateSchedule(options.learning_rate, lambda: state["history"], options.lr_patience,
-                                    options.lr_factor)
+    since = state["schedule"]["from_epoch"]
+    schedule = LearningRateSchedule(state["schedule"]["learning_rate"],
+                                    lambda: [row for row in state["history"] if row["epoch"] >= since],
+                                    options.lr_patience, options.lr_factor)
     first_callbacks = [*([averager] if averager else []), *([TestMetrics(data.test, averager)] if log_test else []),
                        schedule]
     while state["epoch"] < options.epochs and not callback.diverged:

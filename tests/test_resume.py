@@ -136,6 +136,7 @@ DAMAGE = {
     "epoch a string": ("state", set_entry("epoch", "2")),
     "no noise state": ("state", without("noise_state")),
     "weights outside the folder": ("state", set_entry("weights", "../../model.keras")),
+    "schedule a string": ("state", set_entry("schedule", "1e-3 from epoch 1")),
 }
 
 

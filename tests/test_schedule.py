@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_RUN
 from keras_draw import Draw
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, learning_rate_cuts
-from keras_draw.training import train
+from keras_draw.training import restart_schedule, train
 
 
 def test_a_cut_after_each_run_of_patience_epochs_without_a_new_lowest_loss():
@@ -46,10 +46,39 @@ def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(copy_
     state_path = copy_run / "checkpoint" / "state.json"  # a finished run of 2 epochs
     state = json.loads(state_path.read_text())
     state["history"][0]["val_loss"] = 0.0  # epoch 1 the best, epoch 2 no better
-    del state["config"]["learning_rate"]  # as if written before the option existed
+    del state["config"]["clip_norm"]  # as if written before the option existed
     state_path.write_text(json.dumps(state))
     options = {**TINY_RUN, "epochs": 5}
     _, history = train(**options, early_stopping=1, lr_patience=1, data_dir=mnist_data_dir, output_dir=str(copy_run),
                        verbose=0)
     assert history.epoch == [0, 1]
     assert "Early stopping: no lower validation loss in the last 1 epochs (lowest 0.00 at epoch 1)" in capsys.readouterr().out
+
+
+def test_a_new_learning_rate_restarts_the_schedule_at_the_resumed_epoch(capsys):
+    state = {"epoch": 5, "step": 0, "schedule": {"learning_rate": 1e-3, "from_epoch": 0}}
+    assert restart_schedule(state, 1e-3) is state and capsys.readouterr().out == ""
+    assert restart_schedule(state, 1e-4)["schedule"] == {"learning_rate": 1e-4, "from_epoch": 5}
+    assert state["schedule"] == {"learning_rate": 1e-3, "from_epoch": 0}  # the given state unchanged
+    assert "Learning rate 0.001 -> 0.0001 from epoch 6 on" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resuming_at_a_new_learning_rate_counts_the_cuts_from_there(copy_run, mnist_data_dir, capsys):
+    # Also: a checkpoint written before state.json kept the schedule takes the run's own rate.
+    state_path = copy_run / "checkpoint" / "state.json"  # a finished run of 2 epochs at 1e-3
+    state = json.loads(state_path.read_text())
+    state["history"][0]["val_loss"], state["history"][1]["val_loss"] = 1.0, 2.0  # epoch 2 no better
+    del state["schedule"]
+    state_path.write_text(json.dumps(state))
+    run = {**TINY_RUN, "lr_patience": 1, "lr_factor": 0.5, "data_dir": mnist_data_dir, "output_dir": str(copy_run),
+           "verbose": 0}
+    _, history = train(**{**run, "epochs": 3})
+    assert history.history["learning_rate"][2] == pytest.approx(5e-4)  # one cut, after epoch 2
+    assert "Learning rate" not in capsys.readouterr().out
+    _, history = train(**{**run, "epochs": 4, "learning_rate": 1e-2})  # epoch 3 no better either: a second cut,
+    assert history.history["learning_rate"][3] == pytest.approx(1e-2)  # not counted from the restart on
+    assert "Learning rate 0.001 -> 0.01 from epoch 4 on" in capsys.readouterr().out
+    assert json.loads(state_path.read_text())["schedule"] == {"learning_rate": 1e-2, "from_epoch": 3}
+    _, history = train(**{**run, "epochs": 4, "learning_rate": 1e-3})  # back: a restart again, nothing to train
+    assert json.loads(state_path.read_text())["schedule"]["learning_rate"] == 1e-2  # nothing trained, nothing saved
