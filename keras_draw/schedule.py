@@ -35,6 +35,13 @@ def validation_losses(history):
     return [row["val_loss"] for row in history if "val_loss" in row]
 
 
+def scheduled_rate(base, history, patience, factor):
+    """The learning rate after the epochs of `history`: base · factor^cuts (base when patience is None)."""
+    if patience is None:
+        return base
+    return base * factor ** learning_rate_cuts(validation_losses(history), patience)
+
+
 class LearningRateSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate before each epoch to base · factor^cuts, where the cuts
     come from `learning_rate_cuts` over the history so far (None patience: base throughout),
@@ -55,9 +62,7 @@ class LearningRateSchedule(keras.callbacks.Callback):
         self.factor = factor
 
     def rate(self):
-        if self.patience is None:
-            return self.base
-        return self.base * self.factor ** learning_rate_cuts(validation_losses(self.history()), self.patience)
+        return scheduled_rate(self.base, self.history(), self.patience, self.factor)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.optimizer.learning_rate.assign(self.rate())

@@ -19,7 +19,7 @@ from keras_draw.checkpoint import CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import exclusive_folder, write_json
 from keras_draw.run_files import RunFiles
-from keras_draw.schedule import LearningRateSchedule, epochs_since_best, validation_losses
+from keras_draw.schedule import LearningRateSchedule, epochs_since_best, scheduled_rate, validation_losses
 from keras_draw.train_options import SWITCH_CHOICES, TrainOptions
 
 
@@ -153,18 +153,21 @@ def resume_state(model, options, checkpoint):
     state.setdefault("schedule", {"learning_rate": saved["config"].get("learning_rate", defaults.learning_rate),
                                   "from_epoch": 0})
     state["config"] = config
-    return restart_schedule(state, options.learning_rate)
+    return restart_schedule(state, options)
 
 
-def restart_schedule(state, learning_rate):
-    """The state with its schedule restarted at `learning_rate` from the epoch it resumes in, if
-    that differs from the rate the schedule started from: a warm restart, whose plateau cuts
-    count the validation losses from that epoch on only."""
-    if learning_rate == state["schedule"]["learning_rate"]:
+def restart_schedule(state, options):
+    """The state with its schedule restarted at `options.learning_rate` from the epoch it resumes
+    in, if that differs from the rate the schedule started from: a warm restart, whose plateau
+    cuts count the validation losses from that epoch on only."""
+    base, since = state["schedule"]["learning_rate"], state["schedule"]["from_epoch"]
+    if options.learning_rate == base:
         return state
-    print(f"Learning rate {state['schedule']['learning_rate']:g} -> {learning_rate:g} from epoch {state['epoch'] + 1} "
-          "on; the learning-rate cuts count the validation losses from there.")
-    return {**state, "schedule": {"learning_rate": learning_rate, "from_epoch": state["epoch"]}}
+    history = [row for row in state["history"] if row["epoch"] >= since]
+    rate = scheduled_rate(base, history, options.lr_patience, options.lr_factor)
+    print(f"Learning rate {rate:g} -> {options.learning_rate:g} from epoch {state['epoch'] + 1} on; "
+          "the learning-rate cuts count the validation losses from there.")
+    return {**state, "schedule": {"learning_rate": options.learning_rate, "from_epoch": state["epoch"]}}
 
 
 def fit(model, options, files, state, data, verbose, log_test=False, averager=None):

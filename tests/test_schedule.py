@@ -1,5 +1,6 @@
 """Learning-rate cuts and early stopping on the validation loss (keras_draw.schedule)."""
 
+import dataclasses
 import json
 
 import keras
@@ -8,6 +9,7 @@ import pytest
 from conftest import TINY_RUN
 from keras_draw import Draw
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, learning_rate_cuts
+from keras_draw.train_options import TrainOptions
 from keras_draw.training import restart_schedule, train
 
 
@@ -56,11 +58,15 @@ def test_early_stopping_ends_a_run_whose_validation_loss_stopped_improving(copy_
 
 
 def test_a_new_learning_rate_restarts_the_schedule_at_the_resumed_epoch(capsys):
-    state = {"epoch": 5, "step": 0, "schedule": {"learning_rate": 1e-3, "from_epoch": 0}}
-    assert restart_schedule(state, 1e-3) is state and capsys.readouterr().out == ""
-    assert restart_schedule(state, 1e-4)["schedule"] == {"learning_rate": 1e-4, "from_epoch": 5}
-    assert state["schedule"] == {"learning_rate": 1e-3, "from_epoch": 0}  # the given state unchanged
-    assert "Learning rate 0.001 -> 0.0001 from epoch 6 on" in capsys.readouterr().out
+    # Epochs 0-4, counted from epoch 1 on: 3 and 4 bring no new lowest loss, one cut at patience 2.
+    history = [{"epoch": e, "val_loss": v} for e, v in enumerate([5.0, 3.0, 2.0, 2.5, 2.1])]
+    state = {"epoch": 5, "step": 0, "history": history, "schedule": {"learning_rate": 1e-3, "from_epoch": 1}}
+    options = TrainOptions(preset="tiny", learning_rate=1e-3, lr_patience=2, lr_factor=0.5)
+    assert restart_schedule(state, options) is state and capsys.readouterr().out == ""
+    restarted = restart_schedule(state, dataclasses.replace(options, learning_rate=1e-4))
+    assert restarted["schedule"] == {"learning_rate": 1e-4, "from_epoch": 5}
+    assert state["schedule"] == {"learning_rate": 1e-3, "from_epoch": 1}  # the given state unchanged
+    assert "Learning rate 0.0005 -> 0.0001 from epoch 6 on" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -78,7 +84,7 @@ def test_resuming_at_a_new_learning_rate_counts_the_cuts_from_there(copy_run, mn
     assert "Learning rate" not in capsys.readouterr().out
     _, history = train(**{**run, "epochs": 4, "learning_rate": 1e-2})  # epoch 3 no better either: a second cut,
     assert history.history["learning_rate"][3] == pytest.approx(1e-2)  # not counted from the restart on
-    assert "Learning rate 0.001 -> 0.01 from epoch 4 on" in capsys.readouterr().out
+    assert "Learning rate 0.00025 -> 0.01 from epoch 4 on" in capsys.readouterr().out  # 2.5e-4 without the restart
     assert json.loads(state_path.read_text())["schedule"] == {"learning_rate": 1e-2, "from_epoch": 3}
     _, history = train(**{**run, "epochs": 4, "learning_rate": 1e-3})  # back: a restart again, nothing to train
     assert json.loads(state_path.read_text())["schedule"]["learning_rate"] == 1e-2  # nothing trained, nothing saved
