@@ -160,14 +160,18 @@ def restart_schedule(state, options):
     """The state with its schedule restarted at `options.learning_rate` from the epoch it resumes
     in, if that differs from the rate the schedule started from: a warm restart, whose plateau
     cuts count the validation losses from that epoch on only."""
-    base, since = state["schedule"]["learning_rate"], state["schedule"]["from_epoch"]
+    base = state["schedule"]["learning_rate"]
     if options.learning_rate == base:
         return state
-    history = [row for row in state["history"] if row["epoch"] >= since]
-    rate = scheduled_rate(base, history, options.lr_patience, options.lr_factor)
+    rate = scheduled_rate(base, since_restart(state), options.lr_patience, options.lr_factor)
     print(f"Learning rate {rate:g} -> {options.learning_rate:g} from epoch {state['epoch'] + 1} on; "
           "the learning-rate cuts count the validation losses from there.")
     return {**state, "schedule": {"learning_rate": options.learning_rate, "from_epoch": state["epoch"]}}
+
+
+def since_restart(state):
+    """The rows of the state's history that its schedule counts: those from its last restart on."""
+    return [row for row in state["history"] if row["epoch"] >= state["schedule"]["from_epoch"]]
 
 
 def fit(model, options, files, state, data, verbose, log_test=False, averager=None):
@@ -186,9 +190,7 @@ def fit(model, options, files, state, data, verbose, log_test=False, averager=No
         files.latest_checkpoint(), state, steps_per_epoch, options.checkpoint_every,
         on_epoch_end=files.write_metrics, best_weights=files.best_weights, averager=averager,
     )
-    since = state["schedule"]["from_epoch"]
-    schedule = LearningRateSchedule(state["schedule"]["learning_rate"],
-                                    lambda: [row for row in state["history"] if row["epoch"] >= since],
+    schedule = LearningRateSchedule(state["schedule"]["learning_rate"], lambda: since_restart(state),
                                     options.lr_patience, options.lr_factor)
     first_callbacks = [*([averager] if averager else []), *([TestMetrics(data.test, averager)] if log_test else []),
                        schedule]
