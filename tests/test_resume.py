@@ -28,10 +28,17 @@ RUN = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "4", "--batch-s
        "--checkpoint-every", "1", "--deterministic", "--seed", "5", "--jit-compile", "off"]
 
 
+def default_ctrl_c():
+    """Ctrl-C's default action, as in a terminal: a background job (`pytest &`) hands its children
+    SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_script(flags, output_dir, data_dir, **kwargs):
     command = [sys.executable, str(ROOT / "train.py"), *flags, "--data-dir", data_dir,
                "--output-dir", str(output_dir)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_ctrl_c, **kwargs)
 
 
 def final_weights(output_dir):
