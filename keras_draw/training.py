@@ -6,13 +6,15 @@ the model), so a bad value leaves no trace.
 """
 
 import dataclasses
+import itertools
+import os
 import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
-from keras_draw import datasets, malloc, serving, strategies, visualize
+from keras_draw import data_sources, datasets, malloc, serving, strategies, visualize
 from keras_draw.averaging import WeightAverage
 from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import CheckpointCallback, config_differences
@@ -87,8 +89,8 @@ def train(verbose="auto", **options):
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
         test_images = next(iter(data.test.unbatch().batch(32)))
         visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
-    if options.export_dir is not None and chief:
-        print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
+    if options.model_base_path is not None and chief:
+        print(f"Exported the SavedModel to {serving.export(model, options.model_base_path)}")
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
@@ -118,13 +120,21 @@ def summary(options, test_loss):
         f"Written to {out}/: samples.png (generated images), drawing.gif (the drawing, step by step), "
         "reconstructions.png, model.keras, metrics.csv (see docs/training.md).",
     ]
-    if options.preset == "demo":
-        lines.append("Next: look at the pictures in that folder, or train the paper's network: "
-                     "python train.py --preset mnist --dataset binarized_mnist --manual-dir DIR (docs/training.md).")
-    else:
-        lines.append(f"Next: python -m keras_draw.evaluate --model {out}/model.keras --importance-samples 1000 "
-                     "(a tighter bound on -log p(x); docs/evaluation.md).")
+    lines.append(next_step(options))
     return lines
+
+
+def next_step(options):
+    """The "Next:" line of `summary`, for the dataset the run trained on."""
+    out = options.resolved_output_dir()
+    if options.preset == "demo":
+        return ("Next: look at the pictures in that folder, or train the paper's network on the paper's data: "
+                "python train.py --dataset binarized_mnist --manual-dir DIR (docs/training.md).")
+    if data_sources.image_shape(options.dataset)[2] > 1:  # intensities: no likelihood to bound
+        return (f"Next: open {out}/drawing.gif, or python -m keras_draw.visualize --model {out}/model.keras "
+                "--num-images 64 --seed 1 for other samples (docs/evaluation.md).")
+    return (f"Next: python -m keras_draw.evaluate --model {out}/model.keras --importance-samples 1000 "
+            "(a tighter bound on -log p(x); docs/evaluation.md).")
 
 
 def resume_state(model, options, checkpoint):
@@ -146,7 +156,8 @@ def resume_state(model, options, checkpoint):
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
-            f"({'; '.join(differences)}): use another output directory, or delete it to start over."
+            f"({'; '.join(differences)}): pass another output directory (--output-dir "
+            f"{unused_folder(options.resolved_output_dir())}), or delete it to start over."
         )
     state = checkpoint.restore(model)
     # Written before the learning rate could change: the run's own rate, from its first epoch.
@@ -154,6 +165,11 @@ def resume_state(model, options, checkpoint):
                                   "from_epoch": 0})
     state["config"] = config
     return restart_schedule(state, options)
+
+
+def unused_folder(path):
+    """`path`-2, `path`-3, ...: the first that does not exist."""
+    return next(f"{path}-{k}" for k in itertools.count(2) if not os.path.exists(f"{path}-{k}"))
 
 
 def restart_schedule(state, options):

@@ -113,9 +113,14 @@ def test_an_interrupted_run_says_in_one_line_what_it_kept_and_resumes(tmp_path, 
 
 def test_another_configuration_is_refused_naming_the_differences(copy_run, mnist_data_dir):
     before = sorted(os.listdir(copy_run / "checkpoint"))
-    with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3"):
+    with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3") as refusal:
         train(**TINY_RUN, num_steps=4, read_n=3, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
     assert sorted(os.listdir(copy_run / "checkpoint")) == before
+    # It names a folder to pass instead: the first of RUN-2, RUN-3, ... that does not exist.
+    (copy_run.parent / f"{copy_run.name}-2").mkdir()
+    assert f"pass another output directory (--output-dir {copy_run}-2)" in str(refusal.value)
+    with pytest.raises(ValueError, match=re.escape(f"(--output-dir {copy_run}-3)")):
+        train(**TINY_RUN, num_steps=4, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path):
