@@ -57,29 +57,38 @@ def _register_saved_classes():
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
     """Registers the saved classes right after `import keras`, when keras_draw came first: finds
-    keras as the other finders would, and runs the registration once keras has loaded."""
+    keras as the other finders would, and runs the registration once keras has loaded. (TensorFlow
+    imports keras, and looks for it first with `importlib.util.find_spec`.)"""
+
+    searching = False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras":
+        if fullname != "keras" or self.searching:
             return None
-        sys.meta_path.remove(self)  # once; and the search below must not find this finder again
-        spec = importlib.util.find_spec("keras")
+        self.searching = True  # the search below must not come back here
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            self.searching = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _LoaderThenRegister(spec.loader)
+            spec.loader = _LoaderThenRegister(spec.loader, self)
         return spec
 
 
 class _LoaderThenRegister(importlib.abc.Loader):
-    """keras's own loader, then `_register_saved_classes`."""
+    """keras's own loader, then `_register_saved_classes`, once."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, finder):
         self.loader = loader
+        self.finder = finder
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
         self.loader.exec_module(module)
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
         _register_saved_classes()
 
     def __getattr__(self, name):  # the rest (resource readers, ...) as keras's loader has them

@@ -33,6 +33,7 @@ print(json.dumps({{"class": type(model).__module__ + "." + type(model).__name__,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("imports", ["import keras, keras_draw", "import keras_draw, keras",
+                                     "import keras_draw, tensorflow, keras",  # TensorFlow imports keras itself
                                      "import keras_draw\nimport keras_draw.console\nimport keras"])
 def test_keras_loads_a_runs_model_after_importing_the_package_in_either_order(imports, tiny_run):
     loaded = run_python(LOAD.format(imports=imports, heavy=HEAVY), tiny_run / "model.keras")
