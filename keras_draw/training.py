@@ -10,6 +10,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import tensorflow as tf
@@ -129,7 +130,7 @@ def next_step(options):
     out = options.resolved_output_dir()
     if options.preset == "demo":
         return ("Next: look at the pictures in that folder, or train the paper's network on the paper's data: "
-                "python train.py --dataset binarized_mnist --manual-dir DIR (docs/training.md).")
+                "python train.py --dataset binarized_mnist (docs/training.md).")
     if data_sources.image_shape(options.dataset)[2] > 1:  # intensities: no likelihood to bound
         return (f"Next: open {out}/drawing.gif, or python -m keras_draw.visualize --model {out}/model.keras "
                 "--num-images 64 --seed 1 for other samples (docs/evaluation.md).")
@@ -159,7 +160,17 @@ def resume_state(model, options, checkpoint):
             f"({'; '.join(differences)}): pass another output directory (--output-dir "
             f"{unused_folder(options.resolved_output_dir())}), or delete it to start over."
         )
-    state = checkpoint.restore(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = checkpoint.restore(model)
+    if any(str(w.message).startswith("Skipping variable loading for optimizer") for w in caught):
+        # Keras loads the weights and skips, with a warning, an optimizer state of another shape:
+        # a mixed_float16 run's Adam lies inside a LossScaleOptimizer, another run's does not.
+        raise ValueError(
+            f"{checkpoint.directory} holds an optimizer state this run's optimizer cannot take (mixed_float16 "
+            "keeps Adam inside a loss-scale optimizer, float32 and mixed_bfloat16 do not): resume with the "
+            f"checkpoint's precision, or pass another output directory. Received: precision={options.precision!r}"
+        )
     # Written before the learning rate could change: the run's own rate, from its first epoch.
     state.setdefault("schedule", {"learning_rate": saved["config"].get("learning_rate", defaults.learning_rate),
                                   "from_epoch": 0})

@@ -123,6 +123,15 @@ def test_another_configuration_is_refused_naming_the_differences(copy_run, mnist
         train(**TINY_RUN, num_steps=4, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
 
 
+def test_a_float32_checkpoint_is_refused_under_mixed_float16_rather_than_losing_adams_moments(copy_run,
+                                                                                               mnist_data_dir):
+    before = {p.name: p.read_bytes() for p in (copy_run / "checkpoint").iterdir()}
+    with pytest.raises(ValueError, match=r"resume with the checkpoint's precision.*Received: precision='mixed_float16'"):
+        train(**{**TINY_RUN, "epochs": 3}, precision="mixed_float16", data_dir=mnist_data_dir,
+              output_dir=str(copy_run), verbose=0)
+    assert {p.name: p.read_bytes() for p in (copy_run / "checkpoint").iterdir()} == before
+
+
 def test_resume_without_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint"):
         train(preset="tiny", resume=True, output_dir=str(tmp_path / "new"), verbose=0)
