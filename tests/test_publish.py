@@ -127,6 +127,14 @@ def test_command_line_refuses_values_no_user_can_mean_before_evaluating(argv, me
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_verbose_it_does_not_know_exits_2_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--verbose", "loud"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "argument --verbose: invalid choice: 'loud'" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_damaged_record_of_recipe_changes_is_refused_before_anything_is_written(copy_run, tmp_path):
     (copy_run / "recipe_changes.json").write_text(json.dumps([{"epoch": 3}]))
     with pytest.raises(ValueError, match=r"recipe_changes.json must be a list of \{"):

@@ -296,3 +296,12 @@ def test_the_commands_name_what_is_wrong_with_a_model_file(tmp_path, capsys):
             assert command(["--model", str(tmp_path / name), "--dataset", "mnist"]) == 2
             err = capsys.readouterr().err
             assert err.startswith(f"{program}: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_an_output_dir_that_is_a_file_exits_2_and_leaves_it_alone(tmp_path, capsys):
+    a_file = tmp_path / "pictures"
+    a_file.write_text("keep me")
+    assert main(["--preset", "mnist", "--weights", "binarized_mnist", "--output-dir", str(a_file)]) == 2
+    error = capsys.readouterr().err
+    assert f"Received: --output-dir={str(a_file)!r}" in error and error.count("\n") == 1
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["pictures"]
