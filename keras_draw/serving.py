@@ -29,10 +29,16 @@ A request's rows are capped (`max_batch`, default MAX_BATCH): TF Serving itself 
 and a request's memory grows with its rows (at the mnist preset ~155 KB a row of
 `generate_seeded`, 200 KB of canvases a row of `draw`). The cap is checked before any noise is
 drawn or any pass runs.
+
+An interrupted export (Ctrl-C, SIGTERM) leaves no version: the signal is held while the SavedModel
+is written (`_signals_held`), then stops the export before the version is renamed into place.
 """
 
+import contextlib
 import os
 import re
+import signal
+import threading
 from typing import Callable, NamedTuple
 
 import keras
@@ -282,7 +288,8 @@ def export(model, model_base_path, version=None, max_batch=MAX_BATCH):
     os.makedirs(model_base_path, exist_ok=True)
     try:
         with atomic_path(path) as temporary:
-            archive.write_out(temporary, verbose=False)
+            with _signals_held():
+                archive.write_out(temporary, verbose=False)
             if os.path.exists(path):  # another export took the version meanwhile
                 raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
     except FileExistsError:
@@ -293,6 +300,29 @@ def export(model, model_base_path, version=None, max_batch=MAX_BATCH):
         if created and os.path.isdir(model_base_path) and not os.listdir(model_base_path):
             os.rmdir(model_base_path)  # whatever stopped the export (an error, Ctrl-C)
     return path
+
+
+@contextlib.contextmanager
+def _signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Ctrl-C and SIGTERM held while the block runs, then handed to the handlers they would have met.
+
+    Writing a SavedModel traces the signatures, where TensorFlow's C++ calls back into Python: a
+    KeyboardInterrupt raised there became a SystemError that the tracing swallowed, and the
+    interrupted export went on to write its version. Held, the signal stops the export after the
+    write, before the version is renamed into place (seconds later), and nothing is left.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has handlers
+        yield
+        return
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in received[:1]:
+            signal.raise_signal(signum)
 
 
 def _write_error(err, path):

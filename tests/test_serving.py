@@ -364,8 +364,8 @@ def test_every_preset_exports_signatures_tf_serving_runs(preset, tmp_path, capsy
     if shipped:
         assert export_cli.main(["--preset", preset, "--weights", shipped, "--model-base-path", str(tmp_path)]) == 0
         model = Draw.from_preset(preset, weights=shipped)
-    else:
-        model = random_weights(Draw.from_preset(preset, seed=0))
+    else:  # Keras's initial weights: random weights this large saturate the LSTMs into chaos
+        model = Draw.from_preset(preset, seed=0)
         serving.export(model, tmp_path)
     with ServingSession(tmp_path / "1") as session:
         # T = 64 steps accumulate float32 rounding differences (Grappler's rewrites, oneDNN).
