@@ -117,8 +117,7 @@ def passes(model):
 
 def signature_names(model):
     """The names of `model`'s signatures, in order; `serving_default` (the first) aside."""
-    return [name + suffix for name, spec in passes(model).items()
-            for suffix in ("", "_seeded")[: 2 if "noise" in spec.inputs else 1]]
+    return [name for name, _, _ in signatures(model)]
 
 
 # === Input checks, inside the graph ===
