@@ -26,9 +26,9 @@ away a check that the declared shape makes look redundant (a wrong rank then got
 Every op is a stock TensorFlow op: no py_function.
 
 A request's rows are capped (`max_batch`, default MAX_BATCH): TF Serving itself sets no limit,
-and a request's memory grows with its rows (at the mnist preset ~155 KB a row of
-`generate_seeded`, 200 KB of canvases a row of `draw`). The cap is checked before any noise is
-drawn or any pass runs.
+and a request's memory grows with its rows (at the mnist preset, `draw`'s canvases alone are
+64 × 28 × 28 float32 values, 200 KB a row). The cap is checked before any noise is drawn or any
+pass runs.
 
 An interrupted export (Ctrl-C, SIGTERM) leaves no version: the signal is held while the SavedModel
 is written (`_signals_held`), then stops the export before the version is renamed into place.
