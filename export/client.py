@@ -125,7 +125,7 @@ def parse_args(argv):
     for name, help_text in (("generate", "a grid of generated images"),
                             ("draw", "every step of generation, a row per image, write boxes in red")):
         command = commands.add_parser(name, parents=[common], help=help_text)
-        command.add_argument("--num-images", type=int, default=16, help="(default: %(default)s)")
+        command.add_argument("--num-images", type=int, default=16, help="images, one request (default: %(default)s)")
         command.add_argument("--output", required=True, help="the PNG to write")
     for name, help_text in (("reconstruct", "originals (top) and their reconstructions (bottom)"),
                             ("elbo", "print the negative ELBO of each image, in nats")):
