@@ -107,7 +107,7 @@ def load_test(export_dir, clients, requests, batch):
 
 
 def print_load(figures, clients, requests, batch):
-    print(f"REST generate_seeded through the stand-in server (its own process, default limits): {clients} "
+    print(f"REST generate_seeded through the stand-in server (its own process, default flags): {clients} "
           f"concurrent clients x {requests} requests of {batch} seed(s)")
     print(f"{'clients':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'requests/s':>11}  answers by HTTP status; server peak RSS")
     answers = ", ".join(f"{status}: {count}" for status, count in sorted(figures["statuses"].items()))
