@@ -131,21 +131,46 @@ def write_json(path, value):
 
 @contextlib.contextmanager
 def exclusive_folder(folder):
-    """Holds an exclusive lock on the existing `folder` for the block, or raises FolderInUseError
-    at once if another process holds it: two training runs writing into one output directory would
-    overwrite each other's checkpoints. The lock (flock on `folder/.lock`) dies with its process,
-    however that ends, so a killed run leaves nothing stale behind."""
-    if fcntl is None:
+    """Holds an exclusive lock on `folder` for the block, or raises FolderInUseError at once if
+    another process holds it: two training runs writing into one output directory would overwrite
+    each other's checkpoints. The lock (flock on `folder/.lock`) dies with its process, however
+    that ends, so a killed run leaves nothing stale behind.
+
+    A missing `folder` is made (so that a new folder too has one owner from the start), and removed
+    again, with the parents made for it, if the block fails having written nothing into it.
+    """
+    made, lock = missing_folders(folder), os.path.join(folder, LOCK_FILE)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644) if fcntl else None
+    except OSError as err:
+        raise _write_error(lock, err) from None
+    if descriptor is None:
         yield
         return
-    descriptor = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FolderInUseError(f"{folder} is in use by another training run (it holds "
-                                   f"{os.path.join(folder, LOCK_FILE)}): stop that run, or use another "
-                                   "output directory.") from None
-        yield
+            raise FolderInUseError(f"{folder} is in use by another training run (it holds {lock}): stop that "
+                                   "run, or use another output directory.") from None
+        try:
+            yield
+        except BaseException:
+            if made and os.listdir(folder) == [LOCK_FILE]:  # removed while still held: no one else has it
+                os.remove(lock)
+                for path in made:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(path)
+            raise
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def missing_folders(path):
+    """The folders `os.makedirs(path)` would make, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing

@@ -52,9 +52,6 @@ class RunFiles:
         """The run whose folder holds the model file `model_path` (RUN/model.keras)."""
         return cls(os.path.dirname(os.path.abspath(model_path)))
 
-    def create(self):
-        os.makedirs(self.output_dir, exist_ok=True)
-
     def latest_checkpoint(self):
         return Checkpoint(self.checkpoint)
 

@@ -58,25 +58,28 @@ def train(verbose="auto", **options):
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
     strategy = strategies.make_strategy(options.strategy)
-    with strategy.scope():
-        model = build_model(options)  # raises on a bad N or size, before anything is written
-        checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
-        state = resume_state(model, options, checkpoint)
-        averager = None
-        if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
-            averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
-            averager.set_model(model)
-            averager.build()
-        data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
-                             manual_dir=options.manual_dir, seed=options.seed)
-        check_batch_size(options, data.images)
-        checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
-        if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
-            model.initialize_canvas(data.mean_image())
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
-    files.create()
-    with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
+    with strategy.scope():
+        model = build_model(options)  # raises on a bad N or size, before anything is written
+    # The run owns its folder from before its first read to its end: a second run into it stops
+    # here, having read and written nothing (had it read the checkpoint first, the first run could
+    # finish meanwhile, and the second would overwrite the newer checkpoint with an older state).
+    with exclusive_folder(files.output_dir):
+        with strategy.scope():
+            checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
+            state = resume_state(model, options, checkpoint)
+            averager = None
+            if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
+                averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
+                averager.set_model(model)
+                averager.build()
+            data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
+                                 manual_dir=options.manual_dir, seed=options.seed)
+            check_batch_size(options, data.images)
+            checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
+            if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
+                model.initialize_canvas(data.mean_image())
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config(),
                                   "malloc": malloc.active()})
         history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager)
@@ -87,8 +90,8 @@ def train(verbose="auto", **options):
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
         test_images = next(iter(data.test.unbatch().batch(32)))
         visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
-    if options.export_dir is not None and chief:
-        print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
+        if options.export_dir is not None and chief:
+            print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history

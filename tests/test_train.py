@@ -12,6 +12,7 @@ import pytest
 
 from conftest import load_train_script
 from keras_draw import Draw, datasets, files, malloc
+from keras_draw.checkpoint import Checkpoint
 from keras_draw.training import TrainOptions, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +95,51 @@ def test_a_run_into_a_folder_another_run_holds_exits_2_and_writes_nothing(tmp_pa
     assert status == 2 and "in use by another training run" in error and len(error.splitlines()) == 1
     assert sorted(p.name for p in output_dir.iterdir()) == [".lock", "metrics.csv"]
     assert (output_dir / "metrics.csv").read_text() == "the other run's"
+
+
+def test_a_run_reads_nothing_of_a_folder_another_run_holds(copy_run, tmp_path, monkeypatch, capsys):
+    """Neither its checkpoint nor its data set (whose tfds build may take half a minute): the other
+    run may finish meanwhile, and a run that had read the old checkpoint would overwrite the newer."""
+    from keras_draw import training
+
+    def read_too_early(*args, **kwargs):
+        raise AssertionError("read before the folder's lock was taken")
+
+    monkeypatch.setattr(Checkpoint, "read_state", read_too_early)
+    monkeypatch.setattr(Checkpoint, "exists", read_too_early)
+    monkeypatch.setattr(training.datasets, "load", read_too_early)
+    new_data_dir = tmp_path / "tfds"
+    new_data_dir.mkdir()
+    before = {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()}
+    with files.exclusive_folder(str(copy_run)):
+        status = load_train_script().main([*TINY, "--epochs", "3", "--steps-per-epoch", "1", "--jit-compile", "off",
+                                           "--data-dir", str(new_data_dir), "--output-dir", str(copy_run)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "in use by another training run" in error and len(error.splitlines()) == 1
+    assert {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()} == before
+    assert not list(new_data_dir.iterdir())
+
+
+def test_a_new_folder_is_locked_before_the_data_set_loads_and_removed_if_the_run_stops(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Two runs into one new folder: the first to create it owns it."""
+    from keras_draw import training
+
+    output_dir = tmp_path / "runs" / "new"
+    seen = []
+
+    def load(*args, **kwargs):
+        seen.append(sorted(p.name for p in output_dir.iterdir()))
+        with pytest.raises(files.FolderInUseError):
+            with files.exclusive_folder(str(output_dir)):
+                pass
+        raise datasets.DatasetUnavailableError("no data here")
+
+    monkeypatch.setattr(training.datasets, "load", load)
+    status = load_train_script().main([*TINY, "--jit-compile", "off", "--output-dir", str(output_dir)])
+    assert status == 2 and capsys.readouterr().err.strip() == "train.py: error: no data here"
+    assert seen == [[".lock"]]
+    assert not (tmp_path / "runs").exists()  # made by the run, removed with it: nothing written
 
 
 def test_the_folder_lock_dies_with_the_process_that_held_it(tmp_path):
