@@ -10,7 +10,6 @@ complete checkpoint, the old one or the new one.
 """
 
 import contextlib
-import json
 import os
 import time
 import zipfile
@@ -18,7 +17,8 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_draw.files import atomic_path, save_weights, write_json
+from keras_draw.files import (UnreadableError, atomic_path, check_readable, file_exists, read_json, save_weights,
+                              write_json)
 
 STATE_FILE = "state.json"
 
@@ -31,18 +31,21 @@ class Checkpoint:
         self.state_path = os.path.join(directory, STATE_FILE)
 
     def exists(self):
-        return os.path.exists(self.state_path)
+        """Whether there is a checkpoint; UnreadableError where that cannot be known."""
+        return file_exists(self.state_path, "Checkpoint ")
 
     def read_state(self):
-        """The saved state; ValueError naming the file if it cannot be read or is malformed."""
+        """The saved state. UnreadableError if state.json or a file it names cannot be read (it
+        may be sound), ValueError naming the file if it is damaged or malformed."""
         try:
-            with open(self.state_path) as f:
-                state = json.load(f)
+            state = read_json(self.state_path, "Checkpoint ")
             _check_state(state)
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except UnreadableError:
+            raise
+        except (ValueError, KeyError, TypeError) as err:
             raise self.corrupt(err) from None
         for what, name in (("weights", state["weights"]), ("averages", state.get("average"))):
-            if name is not None and not os.path.isfile(os.path.join(self.directory, name)):
+            if name is not None and not file_exists(os.path.join(self.directory, name), f"Checkpoint {what} "):
                 raise ValueError(f"Checkpoint {what} {os.path.join(self.directory, name)} are missing; "
                                  f"delete {self.directory} to start over.")
         return state
@@ -52,6 +55,7 @@ class Checkpoint:
         if state.get("average") is None:
             return None
         path = os.path.join(self.directory, state["average"])
+        check_readable(path, "Checkpoint averages ")
         try:
             with np.load(path) as arrays:
                 return [arrays[f"w{i}"] for i in range(len(arrays.files))]
@@ -95,6 +99,7 @@ class Checkpoint:
         weights = os.path.join(self.directory, state["weights"])
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        check_readable(weights, "Checkpoint weights ")
         try:
             model.load_weights(weights)
         except Exception as err:  # h5py and Keras raise many kinds on a truncated file

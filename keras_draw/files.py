@@ -1,5 +1,6 @@
-"""Files written whole or not at all (a temporary name, then an atomic rename into place), and a
-folder that one process at a time writes into (an advisory lock)."""
+"""Files written whole or not at all (a temporary name, then an atomic rename into place), files
+read with errors that tell a file that cannot be read from a damaged one, and a folder that one
+process at a time writes into (an advisory lock)."""
 
 import contextlib
 import errno
@@ -59,6 +60,68 @@ def _write_error(path, err):
     failure = WriteError(f"could not write {path}: {reason}")
     failure.errno = err.errno
     return failure
+
+
+class UnreadableError(ValueError):
+    """A file exists but cannot be read (no permission, a folder in its place, an I/O error). It may
+    be sound: it is left as it is, and no message calls it damaged or asks to delete it."""
+
+
+def unreadable(path, err, what=""):
+    """An UnreadableError naming `path` (after `what`, e.g. "Checkpoint ") and the cause."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    advice = "it was left as it is"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        advice = "it may be sound: run as a user who may read it, or give read permission; it was left as it is"
+    return UnreadableError(f"{what}{path} cannot be read ({reason}): {advice}.")
+
+
+def file_exists(path, what=""):
+    """Whether `path` exists; UnreadableError where that cannot be known (a folder on the way
+    that may not be searched): taken for a missing file, a good one would be overwritten."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise unreadable(path, err, what) from None
+    return True
+
+
+def read_bytes(path, what=""):
+    """The bytes of the file at `path`; UnreadableError if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise unreadable(path, err, what) from None
+
+
+def check_readable(path, what=""):
+    """UnreadableError unless the file at `path` can be opened for reading (before a library,
+    h5py or numpy, that would call it damaged)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise unreadable(path, err, what) from None
+
+
+def read_json(path, what=""):
+    """The JSON value of the UTF-8 file at `path`. UnreadableError if it cannot be read;
+    ValueError saying what its text is ("an empty file", "not UTF-8 text: ...", "not JSON: ..."),
+    for the caller to name the file."""
+    data = read_bytes(path, what)
+    if not data.strip():
+        raise ValueError("an empty file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 text: byte {data[err.start]:#04x} at offset {err.start}") from None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"not JSON: {err}") from None
 
 
 def weights_bytes(model):

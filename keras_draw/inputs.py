@@ -1,9 +1,10 @@
-"""What a `Draw` is given, checked: images in [0, 1] of its shape, noise of its shape, and a seed
-that fixes its initial weights."""
+"""What a `Draw` is given, checked: images in [0, 1] of its shape, finite noise of its shape, a
+mean image in [0, 1], a count of images, and a seed that fixes its initial weights."""
 
 import contextlib
 import random
 
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -23,12 +24,30 @@ def check_images(image_shape, data):
 
 
 def check_noise(epsilon, num_steps, latent_dim):
-    """ValueError unless ε has the shape (batch, T, |z|) (where its shape is known)."""
+    """ε as a float32 tensor, after a check of its shape (batch, T, |z|) (where its shape is known,
+    else a ValueError); in the graph, an assertion that it is finite (NaN noise gives NaN images)."""
     expected = (None, num_steps, latent_dim)
     shape = tuple(epsilon.shape)
     if len(shape) != 3 or any(s is not None and e is not None and s != e for s, e in zip(shape, expected)):
         raise ValueError(f"Expected noise of shape (batch, {num_steps}, {latent_dim}): T = "
                          f"{num_steps} steps of |z| = {latent_dim}. Received: shape={shape}")
+    epsilon = ops.convert_to_tensor(epsilon, dtype="float32")
+    finite = ops.all(ops.isfinite(epsilon))
+    with tf.control_dependencies([tf.debugging.Assert(finite, ["Noise must be finite (no NaN or infinity)."])]):
+        return tf.identity(epsilon)
+
+
+def check_mean_image(image_shape, mean_image):
+    """The mean image (B, A, C) as a float32 array; ValueError, quoting the first bad value and
+    where it lies, unless it has that shape and values in [0, 1]."""
+    p = np.asarray(mean_image, dtype=np.float32)
+    if p.shape != tuple(image_shape):
+        raise ValueError(f"Expected a mean image of shape {tuple(image_shape)}. Received: shape={p.shape}")
+    outside = ~((p >= 0.0) & (p <= 1.0))  # NaN too
+    if outside.any():
+        index = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(f"A mean image must hold values in [0, 1], without NaN. Received: {p[index]} at {index}")
+    return p
 
 
 @contextlib.contextmanager

@@ -149,7 +149,7 @@ def resume_state(model, options, checkpoint):
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
-            f"({'; '.join(differences)}): use another output directory, or delete it to start over."
+            f"({'; '.join(differences)}): rerun with its options (its config.json), or use another output directory."
         )
     state = checkpoint.restore(model)
     # Written before the learning rate could change: the run's own rate, from its first epoch.
