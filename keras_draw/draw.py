@@ -21,7 +21,7 @@ from keras import ops
 
 from keras_draw import inputs, loop, losses, presets
 from keras_draw.layers import AttentiveRead, AttentiveWrite, GaussianLatent, Read, Write
-from keras_draw.layers.validation import check_clip_norm, check_count, check_grid_size, check_positive
+from keras_draw.layers.validation import check_clip_norm, check_grid_size, check_positive
 from keras_draw.training_step import TrainingStep
 
 
@@ -288,12 +288,12 @@ class Draw(TrainingStep, keras.Model):
 
     def generate(self, num_images, seed=None):
         """`num_images` generated images, (num_images, B, A, C) in [0, 1] (eqs. 13-16)."""
-        num_images = check_count("num_images", num_images)
+        num_images = inputs.check_num_images(self, num_images)
         return self.decode(self.sample_noise(num_images, seed))["images"]
 
     def generate_sequence(self, num_images, seed=None):
         """Generation with every step's canvas and write window (see `decode`)."""
-        num_images = check_count("num_images", num_images)
+        num_images = inputs.check_num_images(self, num_images, return_sequence=True)
         return self.decode(self.sample_noise(num_images, seed), return_sequence=True)
 
     def reconstruct(self, x, seed=None):

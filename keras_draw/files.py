@@ -28,20 +28,26 @@ class WriteError(OSError):
     replace, if any, is untouched and nothing half-written is left behind."""
 
 
+PARTIAL_PREFIX = ".partial-"
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path with `path`'s file name; renames it to `path` on success.
 
     The temporary file lies in a fresh folder beside `path` (same file system, so the rename is
-    atomic), keeps the file name (Keras insists on the `.keras` suffix), and is removed on failure.
-    Killing the process at any instant leaves either the old file or the new one. An OSError
-    while writing (ENOSPC: a full disk) becomes a `WriteError` naming `path`.
+    atomic), keeps the file name (Keras insists on the `.keras` suffix), and is removed on failure
+    or on Ctrl-C. Killing the process at any instant leaves either the old file or the new one.
+    An OSError while writing (ENOSPC: a full disk) becomes a `WriteError` naming `path`.
+
+    The folder is held locked while it is written (flock on a `.lock` file in it): one that a
+    killed process left (SIGKILL, or a crash) is no longer locked, and the next write into the
+    same folder removes it, while another process's write in progress is left alone.
     """
     path = os.fspath(path)
-    try:
-        folder = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(os.path.abspath(path)))
-    except OSError as err:
-        raise _write_error(path, err) from None
+    parent = os.path.dirname(os.path.abspath(path))
+    remove_abandoned_partials(parent)
+    folder, lock = _locked_partial_folder(parent, path)
     try:
         temporary = os.path.join(folder, os.path.basename(path))
         yield temporary
@@ -52,6 +58,71 @@ def atomic_path(path):
         raise _write_error(path, err) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+
+
+def _locked_partial_folder(parent, path):
+    """A fresh ".partial-*" folder in `parent` and the descriptor of its lock file, locked where the
+    file system has locks (None without fcntl)."""
+    while True:
+        try:
+            folder = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=parent)
+        except OSError as err:
+            raise _write_error(path, err) from None
+        if fcntl is None:
+            return folder, None
+        lock = os.path.join(folder, LOCK_FILE)
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # another process's `remove_abandoned_partials` removed it: another
+            continue
+        except OSError as err:
+            raise _write_error(path, err) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock)):
+                return folder, descriptor
+        except BlockingIOError:  # taken for abandoned between its making and its locking
+            pass
+        except FileNotFoundError:  # ... and removed
+            pass
+        except OSError:  # no locks on this file system: then nothing is removed as abandoned either
+            return folder, descriptor
+        os.close(descriptor)
+
+
+def _try_lock(path):
+    """The descriptor of the existing file `path`, exclusively locked (flock); None if another
+    process holds it, it is missing, or the file system cannot lock."""
+    if fcntl is None:
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by its writer, or no locks on this file system
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def remove_abandoned_partials(folder):
+    """Removes the ".partial-*" folders of `atomic_path` in `folder` whose writer is gone: their
+    lock is free. A folder without a lock file is left alone (its writer may be about to lock it)."""
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(PARTIAL_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        lock = _try_lock(os.path.join(folder, name, LOCK_FILE))
+        if lock is not None:
+            try:
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            finally:
+                os.close(lock)
 
 
 def _write_error(path, err):

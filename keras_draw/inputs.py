@@ -2,11 +2,14 @@
 mean image in [0, 1], a count of images, and a seed that fixes its initial weights."""
 
 import contextlib
+import math
 import random
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from keras_draw.layers.validation import check_count, check_fits_in_memory
 
 
 def check_images(image_shape, data):
@@ -48,6 +51,23 @@ def check_mean_image(image_shape, mean_image):
         index = tuple(int(i) for i in np.argwhere(outside)[0])
         raise ValueError(f"A mean image must hold values in [0, 1], without NaN. Received: {p[index]} at {index}")
     return p
+
+
+def check_num_images(model, num_images, return_sequence=False):
+    """`num_images` for `model.generate` as a Python int: a positive integer of any integer type
+    whose generation fits in memory (`check_fits_in_memory`), else ValueError.
+
+    One image takes, in float32: its noise ε twice (drawn, then moved time-major), the canvas
+    and its sigmoid, the decoder's state and gates; with `return_sequence` its T canvases twice
+    (stacked, then moved batch-major) and windows.
+    """
+    num_images = check_count("num_images", num_images)
+    t, pixels = model.num_steps, math.prod(model.image_shape)
+    floats = 2 * t * model.latent_dim + 2 * pixels + 6 * model.decoder_units
+    if return_sequence:
+        floats += 2 * t * (pixels + 5)
+    check_fits_in_memory("num_images", num_images, 4 * floats, "a generated image")
+    return num_images
 
 
 @contextlib.contextmanager

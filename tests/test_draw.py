@@ -340,6 +340,22 @@ def test_generate_takes_a_count_of_any_integer_type(count):
     assert model.generate_sequence(count, seed=1)["canvases"].shape[0] == 2
 
 
+def test_generate_refuses_a_count_beyond_memory_before_drawing_its_noise(monkeypatch):
+    from keras_draw.layers import validation
+
+    model = small()  # T = 3, |z| = 4, 28x28x1, 16 decoder units
+    per_image = 4 * (2 * 3 * 4 + 2 * 784 + 6 * 16)  # noise twice, canvas and σ, decoder state and gates
+    per_drawing = per_image + 4 * 2 * 3 * (784 + 5)  # and the T canvases and windows, twice
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * per_drawing * 10)
+    assert model.generate_sequence(np.int64(10), seed=1)["canvases"].shape[0] == 10
+    with pytest.raises(ValueError, match=r"`num_images` must be at most 10 on this machine.*num_images=11"):
+        model.generate_sequence(11)
+    assert model.generate(2 * per_drawing * 10 // 2 // per_image).shape[0] > 10
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=rf"on this machine: a generated image takes about .*num_images={10**12}"):
+        model.generate(10**12)
+
+
 @pytest.mark.parametrize("count", [True, 2.0, np.float32(2), "2", None])
 def test_generate_refuses_a_count_that_is_not_an_integer(count):
     for generate in (small().generate, small().generate_sequence):

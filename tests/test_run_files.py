@@ -249,3 +249,39 @@ def test_files_without_read_permission_are_refused_in_one_line_and_left_as_they_
     reading = target / "state.json" if what == "checkpoint folder" else target
     assert_unreadable_not_damaged(error, reading)
     assert {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()} == before
+
+
+# --- A checkpoint's save, stopped or killed half-way ---
+
+
+@pytest.mark.parametrize("stop", ["KeyboardInterrupt", "Terminated"])
+def test_a_save_stopped_before_its_commit_leaves_the_old_checkpoint_alone(stop, tmp_path, monkeypatch):
+    """SIGTERM (train.py raises it as `Terminated`) or Ctrl-C after the new weights are written and
+    before state.json names them: the new files go, the old checkpoint stays whole."""
+    from keras_draw import checkpoint as checkpoint_module, console
+
+    stop = KeyboardInterrupt if stop == "KeyboardInterrupt" else console.Terminated
+    model, checkpoint, old = saved_checkpoint(tmp_path, averages=True)
+    before = sorted(os.listdir(checkpoint.directory))
+    real_write_json = checkpoint_module.write_json
+
+    def stopped_at_the_commit(path, value):
+        raise stop()
+
+    monkeypatch.setattr(checkpoint_module, "write_json", stopped_at_the_commit)
+    with pytest.raises(stop):
+        checkpoint.save(model, {**old, "epoch": 2}, [np.ones(3)])
+    assert sorted(os.listdir(checkpoint.directory)) == before
+    assert checkpoint.read_state() == old
+    monkeypatch.setattr(checkpoint_module, "write_json", real_write_json)
+
+
+def test_files_a_killed_save_left_are_removed_by_the_next(tmp_path):
+    """SIGKILL after the new weights were written, before state.json named them: an orphan."""
+    model, checkpoint, old = saved_checkpoint(tmp_path, averages=True)
+    for orphan in ("epoch00002-step0000000.weights.h5", "epoch00002-step0000000.average.npz"):
+        (Path(checkpoint.directory) / orphan).write_bytes(b"written by a run that was killed")
+    assert checkpoint.read_state() == old  # the orphans change nothing
+    checkpoint.save(model, {**old, "epoch": 3}, [np.ones(3)])
+    assert sorted(os.listdir(checkpoint.directory)) == ["epoch00003-step0000000.average.npz",
+                                                        "epoch00003-step0000000.weights.h5", "state.json"]

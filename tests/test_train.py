@@ -206,11 +206,27 @@ def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
 
 def test_a_batch_larger_than_the_training_split_exits_2_before_writing(tmp_path, mnist_data_dir, capsys):
     output_dir = tmp_path / "never"
-    status = load_train_script().main([*TINY, "--batch-size", str(10**12), "--data-dir", mnist_data_dir,
+    status = load_train_script().main([*TINY, "--batch-size", "60000", "--data-dir", mnist_data_dir,
                                        "--output-dir", str(output_dir)])
     error = capsys.readouterr().err.strip()
     assert status == 2 and len(error.splitlines()) == 1
-    assert f"at most the 50000 images of mnist's training split. Received: batch_size={10**12}" in error
+    assert "at most the 50000 images of mnist's training split. Received: batch_size=60000" in error
+    assert not output_dir.exists()
+
+
+def test_a_batch_beyond_memory_exits_2_before_writing(tmp_path, monkeypatch, capsys):
+    from keras_draw import training
+    from keras_draw.layers import validation
+
+    model = build_model(TrainOptions(preset="tiny"))  # T = 3, N_read = 2, 28x28x1, 16 units, |z| = 4
+    assert training.training_bytes(model) == int(1.7 * 4 * 3 * (4 * 784 + 2 * 4 + 6 * 32 + 3 * 4))
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 100 * training.training_bytes(model))
+    monkeypatch.setattr(training.datasets, "load", lambda *a, **k: pytest.fail("data read before the check"))
+    output_dir = tmp_path / "never"
+    status = load_train_script().main([*TINY, "--batch-size", "101", "--output-dir", str(output_dir)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert "`batch_size` must be at most 100 on this machine: an image of a training batch takes" in error
     assert not output_dir.exists()
 
 

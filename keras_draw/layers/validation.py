@@ -2,6 +2,11 @@
 
 import math
 import numbers
+import os
+
+# A request may take at most this share of the machine's memory: the rest is the process's own
+# (TensorFlow, the model, the data) and the system's.
+MEMORY_SHARE = 0.5
 
 
 def check_positive(**values):
@@ -40,3 +45,32 @@ def check_grid_size(name, n, image_height, image_width):
             f"`{name}` must not exceed the image size {image_height}x{image_width}. "
             f"Received: {name}={n}"
         )
+
+
+def machine_memory():
+    """The machine's physical memory in bytes; None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+        return None
+
+
+def memory_bound(bytes_each):
+    """The most items of `bytes_each` bytes that fit in `MEMORY_SHARE` of this machine's memory
+    (at least 1); None where the memory is not known."""
+    memory = machine_memory()
+    return None if memory is None else max(1, int(memory * MEMORY_SHARE // bytes_each))
+
+
+def check_fits_in_memory(name, count, bytes_each, what, flag=False):
+    """ValueError unless `count` items of `bytes_each` bytes fit in `MEMORY_SHARE` of this
+    machine's memory: a size beyond that would run the machine out of memory after minutes,
+    having perhaps written half its files. `what` says what one item is ("an image's drawing");
+    `flag`: `name` is a command-line flag's (`--num-images`), else an argument's."""
+    most = memory_bound(bytes_each)
+    if most is None or count <= most:
+        return
+    label, received = (f"--{name.replace('_', '-')}",) * 2 if flag else (f"`{name}`", name)
+    raise ValueError(f"{label} must be at most {most:,} on this machine: {what} takes about "
+                     f"{bytes_each / 2**20:.2f} MiB, and {MEMORY_SHARE:.0%} of its memory is "
+                     f"{machine_memory() * MEMORY_SHARE / 2**30:.1f} GiB. Received: {received}={count!r}")
