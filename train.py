@@ -15,14 +15,6 @@ RESUME = "rerun the same command to go on from there"
 _write_failed = False  # a write failed: HDF5 may hold a broken file open (see the end)
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so that the run stops as it does on Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def parse_args(argv, defaults):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=defaults.dataset,
@@ -93,7 +85,7 @@ def main(argv=None):
     verbose = args.pop("verbose")
     if verbose == "auto":  # a bar on a terminal; into a file or a pipe, a line per epoch
         verbose = "1" if sys.stdout.isatty() else "2"
-    previous_handler = signal.signal(signal.SIGTERM, _terminate)
+    previous_handler = signal.signal(signal.SIGTERM, console.raise_terminated)
     try:
         train(verbose=int(verbose), **args)
     except (ValueError, DatasetUnavailableError) as err:
@@ -105,10 +97,8 @@ def main(argv=None):
         _write_failed = True
         return console.fail("train.py", f"{err}; {kept(TrainOptions(**args))}: free some space and {RESUME}.",
                             status=1)
-    except (KeyboardInterrupt, Terminated) as err:
-        stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "terminated (SIGTERM)"
-        print(f"train.py: {stopped}; {kept(TrainOptions(**args))}: {RESUME}.", file=sys.stderr)
-        return 128 + (signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM)
+    except console.STOPS as stop:
+        return console.stopped("train.py", stop, f"{kept(TrainOptions(**args))}: {RESUME}")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     options = TrainOptions(**args)
@@ -122,6 +112,7 @@ def main(argv=None):
 if __name__ == "__main__":
     from keras_draw import console, malloc
 
+    console.catch_stops("train.py")  # a Ctrl-C while TensorFlow starts prints one line too
     try:  # TCMalloc where the machine has it: the same training, faster (keras_draw/malloc.py)
         malloc.rerun_preloaded()
     except ValueError as err:

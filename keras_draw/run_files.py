@@ -2,14 +2,14 @@
 the callbacks that write them. Training, evaluation, pictures and publishing know a run through it."""
 
 import csv
-import json
+import io
 import os
 
 import keras
 
 from keras_draw.callbacks import SampleGrid
 from keras_draw.checkpoint import Checkpoint
-from keras_draw.files import atomic_path, save_model
+from keras_draw.files import UnreadableError, atomic_path, file_exists, read_bytes, read_json, save_model
 
 
 class RunFiles:
@@ -52,9 +52,6 @@ class RunFiles:
         """The run whose folder holds the model file `model_path` (RUN/model.keras)."""
         return cls(os.path.dirname(os.path.abspath(model_path)))
 
-    def create(self):
-        os.makedirs(self.output_dir, exist_ok=True)
-
     def latest_checkpoint(self):
         return Checkpoint(self.checkpoint)
 
@@ -76,36 +73,42 @@ class RunFiles:
     def read_metrics(self):
         """The rows `write_metrics` wrote, as {column: float}, without the cells a row left empty;
         [] without metrics.csv."""
-        if not os.path.exists(self.metrics):
+        if not file_exists(self.metrics):
             return []
-        with open(self.metrics, newline="") as f:
-            return [{name: float(value) for name, value in row.items() if value != ""} for row in csv.DictReader(f)]
+        text = read_bytes(self.metrics).decode("utf-8")
+        return [{name: float(value) for name, value in row.items() if value != ""}
+                for row in csv.DictReader(io.StringIO(text, newline=""))]
 
     def save_model(self, model):
         save_model(model, self.model)
 
     def read_config(self):
         """config.json as train.py writes it, {"options": its options, "model": the model's
-        configuration}; None without the file; ValueError naming it where it is not that."""
-        if not os.path.exists(self.config):
+        configuration}; None without the file; UnreadableError if it cannot be read, ValueError
+        naming it and saying what it holds where it is not that."""
+        if not file_exists(self.config):
             return None
         try:
-            with open(self.config) as f:
-                config = json.load(f)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{self.config} cannot be read ({err})") from None
+            config = read_json(self.config)
+        except UnreadableError:
+            raise
+        except ValueError as err:
+            raise ValueError(f"{self.config} is {err}") from None
         if not isinstance(config, dict) or not isinstance(config.get("options"), dict):
             raise ValueError(f'{self.config} must be a JSON object whose "options" is an object')
         return config
 
     def data_options(self, dataset=None, data_dir=None, manual_dir=None):
         """(dataset, data_dir, manual_dir), each the given one or else the run's, from config.json
-        (None where neither says; a damaged config.json says nothing). The run's folders are taken
-        only where they exist from here (they were written relative to where train.py ran), its
-        manual_dir only for its own dataset."""
+        (None where neither says). Without `dataset`, a config.json that cannot be read or is
+        damaged is an error naming it (the dataset was to come from it); with one, it says nothing.
+        The run's folders are taken only where they exist from here (they were written relative
+        to where train.py ran), its manual_dir only for its own dataset."""
         try:
             options = (self.read_config() or {"options": {}})["options"]
-        except ValueError:
+        except ValueError as err:
+            if dataset is None:
+                raise ValueError(f"{str(err).rstrip('.')}; it names the run's dataset: give --dataset.") from None
             options = {}
         folder = lambda key: options[key] if isinstance(options.get(key), str) and os.path.isdir(options[key]) else None
         run_dataset = options.get("dataset") if isinstance(options.get("dataset"), str) else None
@@ -115,13 +118,14 @@ class RunFiles:
 
     def read_recipe_changes(self):
         """recipe_changes.json, [{"epoch", "change", "why"}]; [] without one. ValueError if damaged."""
-        if not os.path.exists(self.recipe_changes):
+        if not file_exists(self.recipe_changes):
             return []
         try:
-            with open(self.recipe_changes) as f:
-                changes = json.load(f)
+            changes = read_json(self.recipe_changes)
+        except UnreadableError:
+            raise
         except ValueError as err:
-            raise ValueError(f"{self.recipe_changes} cannot be read ({err})") from None
+            raise ValueError(f"{self.recipe_changes} is {err}") from None
         if not isinstance(changes, list) or not all(isinstance(c, dict) and {"epoch", "change", "why"} <= set(c)
                                                     for c in changes):
             raise ValueError(f'{self.recipe_changes} must be a list of {{"epoch", "change", "why"}} entries')

@@ -6,6 +6,7 @@ the model), so a bad value leaves no trace.
 """
 
 import dataclasses
+import math
 import shutil
 import tempfile
 
@@ -18,6 +19,7 @@ from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import CheckpointCallback, config_differences
 from keras_draw.draw import Draw
 from keras_draw.files import exclusive_folder, write_json
+from keras_draw.layers.validation import check_fits_in_memory
 from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, scheduled_rate, validation_losses
 from keras_draw.train_options import SWITCH_CHOICES, TrainOptions
@@ -29,6 +31,30 @@ def check_batch_size(options, images):
     if options.batch_size > count:
         raise ValueError(f"`batch_size` must be at most the {count} images of {options.dataset}'s training "
                          f"split. Received: batch_size={options.batch_size}")
+
+
+# fit's peak memory per image of a batch on a CPU, over what `training_bytes` counts of each step:
+# measured 2.75 MiB per image at the paper's sizes (the peak resident set of `fit` at batches of 50
+# and 450: 1495 and 2597 MiB), against 1.59 MiB counted.
+TRAINING_MEMORY_FACTOR = 1.7
+
+
+def training_bytes(model):
+    """About the memory one image of a training batch takes on a CPU, in bytes: per step, in
+    float32, what the backward pass keeps (x̂, the canvas, its sigmoid and the write, the glimpse,
+    the LSTMs' states and gates, z, μ and log σ), scaled by `TRAINING_MEMORY_FACTOR`."""
+    pixels = math.prod(model.image_shape)
+    read = 2 * model.read_n**2 * model.channels if model.attention else 2 * pixels
+    floats = 4 * pixels + read + 6 * (model.encoder_units + model.decoder_units) + 3 * model.latent_dim
+    return int(TRAINING_MEMORY_FACTOR * 4 * model.num_steps * floats)
+
+
+def check_batch_memory(options, model):
+    """ValueError unless a batch fits in memory (`check_fits_in_memory`). On GPUs and TPUs the
+    device's memory bounds it instead, which TensorFlow reports at the first step."""
+    if options.strategy == "tpu" or tf.config.list_logical_devices("GPU"):
+        return
+    check_fits_in_memory("batch_size", options.batch_size, training_bytes(model), "an image of a training batch")
 
 
 def build_model(options):
@@ -58,25 +84,29 @@ def train(verbose="auto", **options):
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
     strategy = strategies.make_strategy(options.strategy)
-    with strategy.scope():
-        model = build_model(options)  # raises on a bad N or size, before anything is written
-        checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
-        state = resume_state(model, options, checkpoint)
-        averager = None
-        if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
-            averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
-            averager.set_model(model)
-            averager.build()
-        data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
-                             manual_dir=options.manual_dir, seed=options.seed)
-        check_batch_size(options, data.images)
-        checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
-        if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
-            model.initialize_canvas(data.mean_image())
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
-    files.create()
-    with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
+    with strategy.scope():
+        model = build_model(options)  # raises on a bad N or size, before anything is written
+    check_batch_memory(options, model)
+    # The run owns its folder from before its first read to its end: a second run into it stops
+    # here, having read and written nothing (had it read the checkpoint first, the first run could
+    # finish meanwhile, and the second would overwrite the newer checkpoint with an older state).
+    with exclusive_folder(files.output_dir):
+        with strategy.scope():
+            checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
+            state = resume_state(model, options, checkpoint)
+            averager = None
+            if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
+                averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
+                averager.set_model(model)
+                averager.build()
+            data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
+                                 manual_dir=options.manual_dir, seed=options.seed)
+            check_batch_size(options, data.images)
+            checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
+            if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
+                model.initialize_canvas(data.mean_image())
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config(),
                                   "malloc": malloc.active()})
         history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager)
@@ -87,8 +117,8 @@ def train(verbose="auto", **options):
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
         test_images = next(iter(data.test.unbatch().batch(32)))
         visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
-    if options.export_dir is not None and chief:
-        print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
+        if options.export_dir is not None and chief:
+            print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
@@ -146,7 +176,7 @@ def resume_state(model, options, checkpoint):
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
-            f"({'; '.join(differences)}): use another output directory, or delete it to start over."
+            f"({'; '.join(differences)}): rerun with its options (its config.json), or use another output directory."
         )
     state = checkpoint.restore(model)
     # Written before the learning rate could change: the run's own rate, from its first epoch.

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import load_train_script
 from keras_draw import Draw, datasets, files, malloc
+from keras_draw.checkpoint import Checkpoint
 from keras_draw.training import TrainOptions, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +97,51 @@ def test_a_run_into_a_folder_another_run_holds_exits_2_and_writes_nothing(tmp_pa
     assert (output_dir / "metrics.csv").read_text() == "the other run's"
 
 
+def test_a_run_reads_nothing_of_a_folder_another_run_holds(copy_run, tmp_path, monkeypatch, capsys):
+    """Neither its checkpoint nor its data set (whose tfds build may take half a minute): the other
+    run may finish meanwhile, and a run that had read the old checkpoint would overwrite the newer."""
+    from keras_draw import training
+
+    def read_too_early(*args, **kwargs):
+        raise AssertionError("read before the folder's lock was taken")
+
+    monkeypatch.setattr(Checkpoint, "read_state", read_too_early)
+    monkeypatch.setattr(Checkpoint, "exists", read_too_early)
+    monkeypatch.setattr(training.datasets, "load", read_too_early)
+    new_data_dir = tmp_path / "tfds"
+    new_data_dir.mkdir()
+    before = {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()}
+    with files.exclusive_folder(str(copy_run)):
+        status = load_train_script().main([*TINY, "--epochs", "3", "--steps-per-epoch", "1", "--jit-compile", "off",
+                                           "--data-dir", str(new_data_dir), "--output-dir", str(copy_run)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "in use by another training run" in error and len(error.splitlines()) == 1
+    assert {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()} == before
+    assert not list(new_data_dir.iterdir())
+
+
+def test_a_new_folder_is_locked_before_the_data_set_loads_and_removed_if_the_run_stops(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Two runs into one new folder: the first to create it owns it."""
+    from keras_draw import training
+
+    output_dir = tmp_path / "runs" / "new"
+    seen = []
+
+    def load(*args, **kwargs):
+        seen.append(sorted(p.name for p in output_dir.iterdir()))
+        with pytest.raises(files.FolderInUseError):
+            with files.exclusive_folder(str(output_dir)):
+                pass
+        raise datasets.DatasetUnavailableError("no data here")
+
+    monkeypatch.setattr(training.datasets, "load", load)
+    status = load_train_script().main([*TINY, "--jit-compile", "off", "--output-dir", str(output_dir)])
+    assert status == 2 and capsys.readouterr().err.strip() == "train.py: error: no data here"
+    assert seen == [[".lock"]]
+    assert not (tmp_path / "runs").exists()  # made by the run, removed with it: nothing written
+
+
 def test_the_folder_lock_dies_with_the_process_that_held_it(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom keras_draw.files import exclusive_folder\n"
@@ -160,11 +206,27 @@ def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
 
 def test_a_batch_larger_than_the_training_split_exits_2_before_writing(tmp_path, mnist_data_dir, capsys):
     output_dir = tmp_path / "never"
-    status = load_train_script().main([*TINY, "--batch-size", str(10**12), "--data-dir", mnist_data_dir,
+    status = load_train_script().main([*TINY, "--batch-size", "60000", "--data-dir", mnist_data_dir,
                                        "--output-dir", str(output_dir)])
     error = capsys.readouterr().err.strip()
     assert status == 2 and len(error.splitlines()) == 1
-    assert f"at most the 50000 images of mnist's training split. Received: batch_size={10**12}" in error
+    assert "at most the 50000 images of mnist's training split. Received: batch_size=60000" in error
+    assert not output_dir.exists()
+
+
+def test_a_batch_beyond_memory_exits_2_before_writing(tmp_path, monkeypatch, capsys):
+    from keras_draw import training
+    from keras_draw.layers import validation
+
+    model = build_model(TrainOptions(preset="tiny"))  # T = 3, N_read = 2, 28x28x1, 16 units, |z| = 4
+    assert training.training_bytes(model) == int(1.7 * 4 * 3 * (4 * 784 + 2 * 4 + 6 * 32 + 3 * 4))
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 100 * training.training_bytes(model))
+    monkeypatch.setattr(training.datasets, "load", lambda *a, **k: pytest.fail("data read before the check"))
+    output_dir = tmp_path / "never"
+    status = load_train_script().main([*TINY, "--batch-size", "101", "--output-dir", str(output_dir)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert "`batch_size` must be at most 100 on this machine: an image of a training batch takes" in error
     assert not output_dir.exists()
 
 
