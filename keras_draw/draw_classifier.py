@@ -79,6 +79,11 @@ class DrawClassifier(keras.Model):
         2.8x as fast as without on our CPU (docs/speed.md)."""
         super().compile(optimizer=optimizer, loss=loss, metrics=list(metrics or []), jit_compile=jit_compile,
                         **kwargs)
+        # Keras makes the metrics' variables when it first traces a step; made now, a resumed run can
+        # put back the sums of an unfinished epoch before that (`keras_draw.checkpoint`).
+        probabilities = ops.full((1, self.num_classes), 1.0 / self.num_classes)
+        self.compute_metrics(None, ops.zeros((1,), dtype="int64"), probabilities)
+        self.reset_metrics()
 
     def compile_from_config(self, config):
         """Compiles a loaded model as it was saved (Keras skips models with a custom `compile`)."""
