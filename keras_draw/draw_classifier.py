@@ -11,6 +11,8 @@ the code that reads [x, x̂_t] in `Draw`; the window and filterbank are `Draw`'s
 cross-entropy and accuracy.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -69,8 +71,17 @@ class DrawClassifier(keras.Model):
         self.reader.build((None, *self.image_shape), None, (None, self.units))
         self.lstm.build((None, glimpse_dim))
         self.classes.build((None, self.units))
+        self.initialize_window()
         self.h_0 = self.add_weight(shape=(self.units,), initializer="zeros", name="h_0")
         self.cell_0 = self.add_weight(shape=(self.units,), initializer="zeros", name="cell_0")
+
+    def initialize_window(self):
+        """Starts the windows with σ = δ/2, half their stride (eq. 24 at δ̃ = 1), by the bias of log σ²
+        (eq. 21): the glimpse starts as a smooth view of the whole image, not as N×N point samples of
+        it (σ² = 1, which a zero bias would give, sees a pixel or two in every δ ≈ 9)."""
+        stride = (max(self.image_height, self.image_width) - 1) / (self.read_n - 1.0)  # δ at δ̃ = 1, eq. 24
+        bias = self.reader.window.dense.bias
+        bias.assign(ops.convert_to_tensor([0.0, 0.0, 2.0 * math.log(stride / 2.0), 0.0, 0.0]))  # log σ² = log (δ/2)²
 
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=("accuracy",),
                 jit_compile=True, **kwargs):

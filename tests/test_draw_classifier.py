@@ -173,3 +173,11 @@ def test_predict_refuses_images_of_another_shape_or_range(images, message):
 def test_bad_sizes_are_refused_with_the_value(argument, value):
     with pytest.raises(ValueError, match=f"{argument}={value}"):
         DrawClassifier(**{**TINY, argument: value})
+
+
+def test_windows_start_with_sigma_half_the_stride_over_the_whole_image():
+    model = DrawClassifier.from_preset("cluttered_mnist", seed=0)
+    windows = np.asarray(model.reader.window(np.zeros((1, 256), np.float32)))[0]  # the bias alone
+    g_x, g_y, delta, sigma2, gamma = windows
+    assert (g_x, g_y, delta, gamma) == pytest.approx((50.5, 50.5, 9.0, 1.0))  # eqs. 22-24 at zero: centred, δ = 99/11
+    assert np.sqrt(sigma2) == pytest.approx(delta / 2, rel=1e-5)
