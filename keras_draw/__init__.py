@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it; a submodule's name maps to None.
 _EXPORTS = {
     "Draw": "keras_draw.draw",
+    "DrawClassifier": "keras_draw.draw_classifier",
     "WeightAverage": "keras_draw.averaging",
     "filterbank": None,
     "train": "keras_draw.training",

@@ -121,7 +121,9 @@ class Checkpoint:
         except Exception as err:  # h5py and Keras raise many kinds on a truncated file
             raise ValueError(f"Checkpoint weights {weights} are corrupt or truncated ({type(err).__name__}); "
                              f"delete {self.directory} to start over.") from None
-        model.seed_generator.state.assign(np.asarray(state["noise_state"], dtype=model.seed_generator.state.dtype))
+        if state["noise_state"]:  # [] for a model that draws no noise
+            generator = model.seed_generator
+            generator.state.assign(np.asarray(state["noise_state"], dtype=generator.state.dtype))
         return state
 
 
@@ -163,7 +165,9 @@ def restore_trackers(model, trackers):
 
 
 def _noise_state(model):
-    return np.asarray(model.seed_generator.state).tolist()
+    """The noise generator's state; [] for a model without one (`DrawClassifier` draws no noise)."""
+    generator = getattr(model, "seed_generator", None)
+    return [] if generator is None else np.asarray(generator.state).tolist()
 
 
 def _tracker_state(model):

@@ -1,9 +1,11 @@
-"""Input pipelines for DRAW: image-only `tf.data` datasets, one builder for notebooks and train.py.
+"""Input pipelines for DRAW: `tf.data` datasets, one builder for notebooks and train.py.
 
 `load(name)` returns the `Splits` of a data set; `train, validation, test = load(name)` unpacks
 its three pipelines. Every element is a float32 batch of images, shape
-`(batch, height, width, channels)` with values in [0, 1] and an unknown batch dimension. Labels
-are dropped: DRAW models p(x) only. Where the images come from is `keras_draw.data_sources`.
+`(batch, height, width, channels)` with values in [0, 1] and an unknown batch dimension. The
+generative data sets drop their labels, since DRAW models p(x) only; a classification data set
+(`cluttered_mnist`, for `DrawClassifier`) gives (images, labels) pairs, labels int64 of shape
+(batch,). Where the images come from is `keras_draw.data_sources`.
 
 Each training epoch is a pure function of (seed, epoch) (`Splits.epoch`): its order comes from a
 shuffle seeded by both and, for `mnist`, its binarization from seeds of (seed, epoch, batch).
@@ -19,10 +21,10 @@ import random
 
 import tensorflow as tf
 
-from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, image_shape, split_images
+from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, has_labels, image_shape, split_images
 from keras_draw.layers.validation import check_positive
 
-__all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "image_shape", "load"]
+__all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "has_labels", "image_shape", "load"]
 
 
 class Splits:
@@ -30,7 +32,8 @@ class Splits:
 
     `train`, `validation`, `test`: batched pipelines; `train` yields epoch `initial_epoch` when it
     is first iterated, and the next epoch at each later pass (as `fit` does once per epoch).
-    `images`: the training images, unbatched and cached, in storage order.
+    `images`: the training images (with their labels, for a classification data set),
+    unbatched and cached, in storage order.
     `epoch(e)`: the batches of epoch e alone, from any step (for exact resumption).
     """
 
@@ -74,7 +77,8 @@ class Splits:
 
     def mean_image(self):
         """The mean training image (B, A, C), of the intensities: for `Draw.initialize_canvas`."""
-        batches = self.images.batch(10_000)
+        images = self.images.map(lambda x, *label: x)  # without labels, if any
+        batches = images.batch(10_000)
         total, count = batches.reduce(
             (tf.zeros(batches.element_spec.shape[1:]), tf.constant(0.0)),
             lambda state, x: (state[0] + tf.reduce_sum(x, axis=0), state[1] + tf.cast(tf.shape(x)[0], tf.float32)),
@@ -90,7 +94,7 @@ class Splits:
         def next_epoch():
             yield from self.epoch(next(epochs)).as_numpy_iterator()
 
-        spec = tf.TensorSpec((None, *self.images.element_spec.shape), tf.float32)
+        spec = tf.nest.map_structure(lambda s: tf.TensorSpec((None, *s.shape), s.dtype), self.images.element_spec)
         train = tf.data.Dataset.from_generator(next_epoch, output_signature=spec)
         train = train.apply(tf.data.experimental.assert_cardinality(self.num_batches()))
         return train.prefetch(tf.data.AUTOTUNE)

@@ -12,18 +12,34 @@ from keras import ops
 from keras_draw.layers.validation import check_count, check_fits_in_memory
 
 
+RANGE_MESSAGE = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
+
+
+def check_shape(image_shape, x):
+    """ValueError unless x has the static shape (batch, *image_shape)."""
+    if tuple(x.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, image_shape))}). "
+                         f"Received: shape={tuple(x.shape)}")
+
+
 def check_images(image_shape, data):
     """The images of a batch (labels dropped), after a check of their static shape; in the graph,
     an assertion that they lie in [0, 1]."""
     x = data[0] if isinstance(data, (tuple, list)) else data
     x = ops.convert_to_tensor(x, dtype="float32")
-    if tuple(x.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, image_shape))}). "
-                         f"Received: shape={tuple(x.shape)}")
+    check_shape(image_shape, x)
     in_range = ops.logical_and(ops.min(x) >= 0.0, ops.max(x) <= 1.0)  # False for NaN too
-    message = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
-    with tf.control_dependencies([tf.debugging.Assert(in_range, [message])]):
+    with tf.control_dependencies([tf.debugging.Assert(in_range, [RANGE_MESSAGE])]):
         return tf.identity(x)
+
+
+def check_image_array(image_shape, x):
+    """`check_images` for an array, at once: a float32 numpy array, or ValueError."""
+    x = np.asarray(x, dtype=np.float32)
+    check_shape(image_shape, x)
+    if not (x.size == 0 or (np.min(x) >= 0.0 and np.max(x) <= 1.0)):  # False for NaN too
+        raise ValueError(f"{RANGE_MESSAGE} Received: values in [{np.min(x)}, {np.max(x)}]")
+    return x
 
 
 def check_noise(epsilon, num_steps, latent_dim):

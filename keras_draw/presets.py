@@ -1,6 +1,7 @@
 """Named configurations of DRAW: the paper's Table 3, and small ones for demos and tests.
 
-Each preset is a dict of `Draw` arguments. The image shape in a preset is its dataset's; the
+Each preset is a dict of `Draw` arguments, or, in `CLASSIFIER_PRESETS`, of `DrawClassifier`
+arguments. The image shape in a preset is its dataset's; the
 training entry point always takes the image shape from the dataset it trains on.
 """
 
@@ -33,6 +34,22 @@ PRESETS = {
 }
 
 
+# Table 3, first row: cluttered MNIST classification, the read attention alone (`DrawClassifier`).
+CLASSIFIER_PRESETS = {
+    "cluttered_mnist": {"image_height": 100, "image_width": 100, "channels": 1, "num_steps": 8, "units": 256,
+                        "read_n": 12, "num_classes": 10},
+    # For unit tests: seconds to build and train.
+    "tiny_classifier": {"image_height": 100, "image_width": 100, "channels": 1, "num_steps": 2, "units": 8,
+                        "read_n": 3, "num_classes": 10},
+}
+
+
+def model_class_name(name):
+    """The class that preset `name` configures: "Draw" or "DrawClassifier"."""
+    get(name)  # an unknown name fails first
+    return "DrawClassifier" if name in CLASSIFIER_PRESETS else "Draw"
+
+
 # train.py's defaults where a preset needs its own: the demo trains in minutes with a larger batch
 # and step size (docs/results.md has the comparison). Every other preset takes `TrainOptions`'s.
 RECIPES = {
@@ -47,15 +64,18 @@ def recipe(name):
 
 def get(name):
     """The arguments of preset `name` (a copy); an unknown name lists the known ones."""
-    if name not in PRESETS:
-        known = ", ".join(PRESETS)
-        raise ValueError(f"Unknown preset: {name!r}. Supported: {known}. Received: preset={name!r}")
-    return dict(PRESETS[name])
+    known = {**PRESETS, **CLASSIFIER_PRESETS}
+    if name not in known:
+        raise ValueError(f"Unknown preset: {name!r}. Supported: {', '.join(known)}. Received: preset={name!r}")
+    return dict(known[name])
 
 
 def build(cls, name, weights=None, **overrides):
     """`cls(**preset, **overrides)`, then `weights` loaded: the name of a dataset whose trained
     weights ship with the package (`keras_draw.pretrained`), or the path of a `.weights.h5` file."""
+    if model_class_name(name) != cls.__name__:
+        raise ValueError(f"Preset {name!r} configures a {model_class_name(name)}, not a {cls.__name__}: use "
+                         f"keras_draw.{model_class_name(name)}.from_preset. Received: preset={name!r}")
     config = {**get(name), **overrides}
     path = None if weights is None else pretrained.weights_path(name, os.fspath(weights))
     model = cls(**config)

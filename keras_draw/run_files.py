@@ -18,8 +18,9 @@ class RunFiles:
     model.keras          the trained model (`keras.saving.load_model` loads it)
     config.json          the run's options, the model's configuration and the malloc library it ran
                          with (`read_config`; keras_draw/malloc.py)
-    metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats
-    test_metrics.json    the same three on the test split after training
+    metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats; for the
+                         classifier, loss (the cross-entropy) and accuracy
+    test_metrics.json    the same on the test split after training
     logs/                TensorBoard logs (losses, and a grid of samples every epoch)
     samples.png          generated images
     reconstructions.png  test images over their reconstructions
@@ -27,6 +28,8 @@ class RunFiles:
     drawing_steps.png    selected steps of that drawing, a strip per image
     reconstruction_drawing.gif, reconstruction_steps.png   the same for test images, read
                          window in green
+    glimpses.png, glimpses.gif   the classifier's instead of the five above: its glimpses on test
+                         images, read window in green (keras_draw.glimpse_pictures)
     best.weights.h5      the weights of the epoch with the lowest validation loss so far
     checkpoint/          the latest checkpoint, from which a rerun resumes (`latest_checkpoint`)
     recipe_changes.json  written by hand, by whoever changed a resumable option mid-run: at which
@@ -56,8 +59,12 @@ class RunFiles:
         return Checkpoint(self.checkpoint)
 
     def callbacks(self):
+        """DRAW's: TensorBoard, and a grid of samples every epoch."""
+        return [self.tensorboard(), SampleGrid(os.path.join(self.logs, "samples"))]
+
+    def tensorboard(self):
         # No graph: the step loop makes it large and slow to write, and it is of little use.
-        return [keras.callbacks.TensorBoard(self.logs, write_graph=False), SampleGrid(os.path.join(self.logs, "samples"))]
+        return keras.callbacks.TensorBoard(self.logs, write_graph=False)
 
     def write_metrics(self, history):
         """Writes the per-epoch history rows as CSV, atomically."""

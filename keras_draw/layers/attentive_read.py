@@ -43,16 +43,24 @@ class AttentiveRead(keras.layers.Layer):
         self.window.build(h_dec_shape)
 
     def call(self, x, x_hat, h_dec_prev):
-        window = self.window(h_dec_prev)  # eqs. 21-24
+        n, channels = self.n, self.channels
+        patches, window = self.glimpse(ops.concatenate([x, x_hat], axis=-1), h_dec_prev)  # (batch, N, N, 2C)
+        patches = ops.reshape(patches, (-1, n, n, 2, channels))  # (batch, N, N, [x, x̂], C)
+        r = ops.transpose(patches, (0, 3, 1, 2, 4))  # (batch, [x, x̂], N, N, C)
+        return ops.reshape(r, (-1, 2 * n * n * channels)), window  # [r_x, r_x̂], each (N, N, C) flattened
+
+    def glimpse(self, image, h):
+        """γ F_Y image F_Xᵀ through the window that state h places (eqs. 19-27), for images of any
+        number of channels: (batch, B, A, C') → the patch (batch, N, N, C') and the window (batch, 5).
+
+        `call` reads [x, x̂] with it; `keras_draw.DrawClassifier` reads the image alone.
+        """
+        window = self.window(h)  # eqs. 21-24
         g_x, g_y, delta, sigma2, gamma = unpack_window(window)
         f_x, f_y = filterbank(
             g_x, g_y, delta, sigma2, self.n, self.image_height, self.image_width
         )  # eqs. 19-26
-        n, channels = self.n, self.channels
-        patches = read_patch(ops.concatenate([x, x_hat], axis=-1), f_x, f_y, gamma)  # eq. 27, (batch, N, N, 2C)
-        patches = ops.reshape(patches, (-1, n, n, 2, channels))  # (batch, N, N, [x, x̂], C)
-        r = ops.transpose(patches, (0, 3, 1, 2, 4))  # (batch, [x, x̂], N, N, C)
-        return ops.reshape(r, (-1, 2 * n * n * channels)), window  # [r_x, r_x̂], each (N, N, C) flattened
+        return read_patch(image, f_x, f_y, gamma), window  # eq. 27
 
     def compute_output_shape(self, x_shape, x_hat_shape=None, h_dec_shape=None):
         return (x_shape[0], 2 * self.n * self.n * self.channels), (x_shape[0], 5)
