@@ -26,9 +26,11 @@ def _terminate(signum, frame):
 def parse_args(argv, defaults):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=defaults.dataset,
-                        help="mnist (bundled), binarized_mnist, svhn or cifar10 (default: %(default)s)")
-    parser.add_argument("--preset", default=defaults.preset,
-                        help="mnist, mnist_no_attention, svhn, cifar10, demo or tiny (default: %(default)s)")
+                        help="mnist (bundled), binarized_mnist, svhn, cifar10 or two_digit_mnist (built from "
+                             "the bundled MNIST) (default: %(default)s)")
+    parser.add_argument("--preset", default=None,
+                        help="mnist, mnist_no_attention, svhn, cifar10, two_digit_mnist, demo or tiny "
+                             "(default: two_digit_mnist for that dataset, else demo)")
     recipe = "default: the preset's recipe (keras_draw/presets.py RECIPES), else {}".format
     parser.add_argument("--epochs", type=int, default=None, help=recipe(defaults.DEFAULTS["epochs"]))
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training split")

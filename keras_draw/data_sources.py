@@ -7,7 +7,7 @@
 | `svhn`            | svhn_cropped   | train[:90%]   | train[90%:]     | test |
 | `cifar10`         | cifar10        | train[:45000] | train[45000:]   | test |
 | `cluttered_mnist` | cluttered_mnist (ours) | train (50k) | validation (10k) | test (10k) |
-| `two_digit_mnist` | two_digit_mnist (ours) | train (100k) | validation (10k) | test (10k) |
+| `two_digit_mnist` | two_digit_mnist (ours) | train (50k) | validation (10k) | test (10k) |
 
 Split slices follow the order in which tfds stores a data set (tfds shuffles examples when it
 builds one), so mnist's validation images are not the last 10,000 of the original training file.

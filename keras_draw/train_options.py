@@ -21,7 +21,7 @@ class TrainOptions:
     """The options of a training run; None means "the preset's value" or "the default"."""
 
     dataset: str = "mnist"
-    preset: str = "demo"
+    preset: str | None = None  # None: the dataset's (`presets.for_dataset`)
     epochs: int | None = None  # None here: the preset's recipe (`presets.RECIPES`), else `DEFAULTS`
     steps_per_epoch: int | None = None
     batch_size: int | None = None
@@ -65,6 +65,8 @@ class TrainOptions:
                   "lr_patience", "lr_factor", "early_stopping", "weight_average", "precision")
 
     def __post_init__(self):
+        if self.preset is None:
+            self.preset = presets.for_dataset(self.dataset)
         recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
         for name, value in recipe.items():
             if getattr(self, name) is None:

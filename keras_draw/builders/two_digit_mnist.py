@@ -23,7 +23,7 @@ IMAGE_SIZE = 60
 DIGITS = 2
 SEED = 20150402  # the build's seed: example k of split s is drawn from the stream (SEED, s, k)
 SPLIT_NUMBERS = {"train": 0, "validation": 1, "test": 2}
-SPLIT_SIZES = {"train": 100_000, "validation": 10_000, "test": 10_000}
+SPLIT_SIZES = {"train": 50_000, "validation": 10_000, "test": 10_000}
 
 
 def compose(digits, indices, positions):
