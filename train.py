@@ -18,12 +18,12 @@ _write_failed = False  # a write failed: HDF5 may hold a broken file open (see t
 def parse_args(argv, defaults):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=defaults.dataset,
-                        help="mnist (bundled), binarized_mnist, svhn, cifar10 or cluttered_mnist (made from the "
-                             "bundled MNIST) (default: %(default)s)")
+                        help="mnist (bundled), binarized_mnist, svhn, cifar10, or cluttered_mnist and "
+                             "two_digit_mnist (made from the bundled MNIST) (default: %(default)s)")
     parser.add_argument("--preset", default=None,
-                        help="mnist, mnist_no_attention, svhn, cifar10, demo or tiny; cluttered_mnist or "
-                             "tiny_classifier for the classifier (default: cluttered_mnist for that dataset, "
-                             "else demo)")
+                        help="mnist, mnist_no_attention, svhn, cifar10, two_digit_mnist, demo or tiny; "
+                             "cluttered_mnist or tiny_classifier for the classifier (default: the dataset's "
+                             "own for cluttered_mnist and two_digit_mnist, else demo)")
     recipe = "default: the preset's recipe (keras_draw/presets.py RECIPES), else {}".format
     parser.add_argument("--epochs", type=int, default=None, help=recipe(defaults.DEFAULTS["epochs"]))
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training split")

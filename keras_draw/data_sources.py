@@ -7,6 +7,7 @@
 | `svhn`            | svhn_cropped   | train[:90%]   | train[90%:]     | test |
 | `cifar10`         | cifar10        | train[:45000] | train[45000:]   | test |
 | `cluttered_mnist` | cluttered_mnist (ours) | train (50k) | validation (10k) | test (10k) |
+| `two_digit_mnist` | two_digit_mnist (ours) | train (50k) | validation (10k) | test (10k) |
 
 Split slices follow the order in which tfds stores a data set (tfds shuffles examples when it
 builds one), so mnist's validation images are not the last 10,000 of the original training file.
@@ -14,9 +15,10 @@ Pixels are scaled to [0, 1] exactly once, here (docs/paper.md, pitfall 7: never 
 
 `cluttered_mnist` is a classification data set: its elements are (image, label) pairs, and its
 tfds builder is ours (`keras_draw.builders.cluttered_mnist`), composed from MNIST's files.
+So is `two_digit_mnist`'s (`keras_draw.builders.two_digit_mnist`), whose images hold two digits.
 
 Without network, tfds builds a data set from its original files in `manual_dir`. The four MNIST
-files ship with this package, so `mnist` and `cluttered_mnist` always build offline. A data set that cannot be
+files ship with this package, so `mnist`, `cluttered_mnist` and `two_digit_mnist` always build offline. A data set that cannot be
 obtained raises `DatasetUnavailableError`, whose message names the files and where to get them.
 tensorflow_datasets is imported only when a data set is asked for.
 """
@@ -33,7 +35,7 @@ import tensorflow as tf
 
 from keras_draw import console, offline
 
-SUPPORTED = ("mnist", "binarized_mnist", "svhn", "cifar10", "cluttered_mnist")
+SUPPORTED = ("mnist", "binarized_mnist", "svhn", "cifar10", "cluttered_mnist", "two_digit_mnist")
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -99,10 +101,20 @@ _SOURCES = {
         labels=True,
         builder="keras_draw.builders.cluttered_mnist",
     ),
+    "two_digit_mnist": _Source(
+        tfds_name="two_digit_mnist",
+        splits=("train", "validation", "test"),
+        image_shape=(60, 60, 1),
+        white=255.0,
+        url="https://storage.googleapis.com/cvdf-datasets/mnist/",
+        files=("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"),
+        builder="keras_draw.builders.two_digit_mnist",
+    ),
 }
 
 # Data sets built from MNIST's files, which ship with this package: their default manual_dir.
-BUNDLED_MNIST = ("mnist", "cluttered_mnist")
+BUNDLED_MNIST = ("mnist", "cluttered_mnist", "two_digit_mnist")
 
 
 def image_shape(name):

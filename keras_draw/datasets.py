@@ -9,11 +9,12 @@ generative data sets drop their labels, since DRAW models p(x) only; a classific
 
 Each training epoch is a pure function of (seed, epoch) (`Splits.epoch`): its order comes from a
 shuffle seeded by both and, for `mnist`, its binarization from seeds of (seed, epoch, batch).
-`mnist` is binarized dynamically: every training image is re-sampled as Bernoulli(intensity)
+`mnist` (and `two_digit_mnist`, made of its digits: `BINARIZED_AFRESH`) is binarized
+dynamically: every training image is re-sampled as Bernoulli(intensity)
 each epoch, while validation and test are sampled once, seeded by image index, so evaluation
 figures are comparable between epochs and runs; its numbers are not comparable with the paper's
 (docs/paper.md, pitfall 5: that is `binarized_mnist`, a fixed binarization). `greyscale=True`
-keeps mnist's intensities.
+keeps their intensities.
 """
 
 import itertools
@@ -23,6 +24,9 @@ import tensorflow as tf
 
 from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, has_labels, image_shape, split_images
 from keras_draw.layers.validation import check_positive
+
+# The data sets of MNIST's greyscale digits, binarized afresh each training epoch.
+BINARIZED_AFRESH = ("mnist", "two_digit_mnist")
 
 __all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "has_labels", "image_shape", "load"]
 
@@ -110,7 +114,7 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
         data_dir: tfds data directory (None: the tfds default, ~/tensorflow_datasets).
         manual_dir: a folder holding the data set's original files, for building without
             network. For `mnist` it defaults to the files bundled with this package.
-        greyscale: `mnist` only: keep intensities instead of binarizing.
+        greyscale: `BINARIZED_AFRESH` data sets only: keep intensities instead of binarizing.
         seed: seeds the training shuffle and mnist's per-epoch binarization; the same seed
             gives the same sequence of epochs in a fresh pipeline. None: one drawn from Python's
             `random` (which `keras.utils.set_random_seed` seeds).
@@ -131,7 +135,7 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
     if seed is None:
         seed = random.randrange(2**31)
     train, validation, test = split_images(name, data_dir=data_dir, manual_dir=manual_dir)
-    binarize = name == "mnist" and not greyscale
+    binarize = name in BINARIZED_AFRESH and not greyscale
     if binarize:  # once, seeded by image index: the same in every epoch and every run
         validation, test = (_binarize(ds, tf.data.Dataset.counter()) for ds in (validation, test))
     validation, test = (ds.batch(batch_size).prefetch(tf.data.AUTOTUNE) for ds in (validation, test))

@@ -11,6 +11,7 @@ from keras_draw import pretrained
 
 MNIST_SHAPE = {"image_height": 28, "image_width": 28, "channels": 1}
 COLOUR_32_SHAPE = {"image_height": 32, "image_width": 32, "channels": 3}
+TWO_DIGIT_SHAPE = {"image_height": 60, "image_width": 60, "channels": 1}
 
 PRESETS = {
     # Table 3: MNIST generation.
@@ -19,6 +20,9 @@ PRESETS = {
     # Table 2: the same network without attention (eqs. 17-18).
     "mnist_no_attention": {**MNIST_SHAPE, "num_steps": 64, "encoder_units": 256,
                            "decoder_units": 256, "latent_dim": 100, "attention": False},
+    # §4.2, two MNIST digits on 60×60 (Figure 8): Table 3 gives no sizes of its own, so the MNIST network's.
+    "two_digit_mnist": {**TWO_DIGIT_SHAPE, "num_steps": 64, "encoder_units": 256, "decoder_units": 256,
+                        "latent_dim": 100, "read_n": 2, "write_n": 5, "attention": True},
     # Table 3: SVHN generation, on tfds svhn_cropped (32×32×3, not the paper's 54×54 crops).
     "svhn": {**COLOUR_32_SHAPE, "num_steps": 32, "encoder_units": 800, "decoder_units": 800,
              "latent_dim": 100, "read_n": 12, "write_n": 12, "attention": True},
@@ -55,6 +59,15 @@ def model_class_name(name):
 RECIPES = {
     "demo": {"epochs": 4, "batch_size": 200, "learning_rate": 3e-3},
 }
+
+
+# The preset train.py picks for a dataset when none is given; "demo" for the others.
+DATASET_PRESETS = {"cluttered_mnist": "cluttered_mnist", "two_digit_mnist": "two_digit_mnist"}
+
+
+def for_dataset(dataset):
+    """The preset train.py trains on `dataset` when none is given."""
+    return DATASET_PRESETS.get(dataset, "demo")
 
 
 def recipe(name):

@@ -21,7 +21,7 @@ class TrainOptions:
     """The options of a training run; None means "the preset's value" or "the default"."""
 
     dataset: str = "mnist"
-    preset: str | None = None  # None: the dataset's own (`DATASET_PRESETS`), else "demo"
+    preset: str | None = None  # None: the dataset's (`presets.for_dataset`)
     epochs: int | None = None  # None here: the preset's recipe (`presets.RECIPES`), else `DEFAULTS`
     steps_per_epoch: int | None = None
     batch_size: int | None = None
@@ -64,12 +64,9 @@ class TrainOptions:
                   "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
                   "lr_patience", "lr_factor", "early_stopping", "weight_average", "precision")
 
-    # Datasets whose default preset is not the demo.
-    DATASET_PRESETS = {"cluttered_mnist": "cluttered_mnist"}
-
     def __post_init__(self):
         if self.preset is None:
-            self.preset = self.DATASET_PRESETS.get(self.dataset, "demo")
+            self.preset = presets.for_dataset(self.dataset)
         recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
         for name, value in recipe.items():
             if getattr(self, name) is None:
