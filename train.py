@@ -15,14 +15,6 @@ RESUME = "rerun the same command to go on from there"
 _write_failed = False  # a write failed: HDF5 may hold a broken file open (see the end)
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so that the run stops as it does on Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def parse_args(argv, defaults):
     from keras_draw import console, data_sources, presets, strategies
     from keras_draw.train_options import PRECISIONS, SWITCH_CHOICES
@@ -35,8 +27,9 @@ def parse_args(argv, defaults):
         return f"default: {defaults.DEFAULTS[name]:g}" + (f" ({', '.join(own)})" if own else "")
 
     parser.add_argument("--dataset", default=defaults.dataset, choices=data_sources.SUPPORTED,
-                        help="mnist is bundled; the others are downloaded once (default: %(default)s)")
-    parser.add_argument("--preset", default=None, choices=list(presets.PRESETS),
+                        help="mnist is bundled, and cluttered_mnist and two_digit_mnist are made from it; the others are "
+                             "downloaded once (default: %(default)s)")
+    parser.add_argument("--preset", default=None, choices=[*presets.PRESETS, *presets.CLASSIFIER_PRESETS],
                         help="default: the dataset's, in the table below")
     parser.add_argument("--epochs", type=int, default=None, help=recipe("epochs"))
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: the whole training split")
@@ -98,13 +91,17 @@ def _epilog():
     lines = ["datasets (images), and the preset each trains without --preset:"]
     for dataset in data_sources.SUPPORTED:
         shape = "x".join(map(str, data_sources.image_shape(dataset)))
-        lines.append(f"  {dataset:<17} {shape:<8}  {presets.DATASET_PRESETS.get(dataset, '-')}")
+        lines.append(f"  {dataset:<17} {shape:<9} {presets.for_dataset(dataset) or '-'}")
     lines += ["", "presets:              T  units   |z|  read N  write N"]
     for name, config in presets.PRESETS.items():
         units = config.get("encoder_units")
         grids = [config.get(k, "-") if config.get("attention") else "-" for k in ("read_n", "write_n")]
         lines.append(f"  {name:<18} {config.get('num_steps', '-'):>3}  {units if units else '-':>5}  "
                      f"{config.get('latent_dim', '-'):>4}  {grids[0]:>6}  {grids[1]:>7}")
+    lines += ["", "classifier presets:   T  units  classes  read N"]
+    for name, config in presets.CLASSIFIER_PRESETS.items():
+        lines.append(f"  {name:<18} {config['num_steps']:>3}  {config['units']:>5}  "
+                     f"{config['num_classes']:>7}  {config['read_n']:>6}")
     return "\n".join(lines)
 
 
@@ -119,7 +116,7 @@ def main(argv=None):
 
     args = vars(parse_args(argv, TrainOptions()))
     verbose = console.progress_verbosity(args.pop("verbose"))  # into a file or a pipe, a line per epoch
-    previous_handler = signal.signal(signal.SIGTERM, _terminate)
+    previous_handler = signal.signal(signal.SIGTERM, console.raise_terminated)
     try:
         train(verbose=verbose, **args)
     except (ValueError, DatasetUnavailableError) as err:
@@ -131,23 +128,22 @@ def main(argv=None):
         _write_failed = True
         return console.fail("train.py", f"{err}; {kept(TrainOptions(**args))}: free some space and {RESUME}.",
                             status=1)
-    except (KeyboardInterrupt, Terminated) as err:
-        stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "terminated (SIGTERM)"
-        print(f"train.py: {stopped}; {kept(TrainOptions(**args))}: {RESUME}.", file=sys.stderr)
-        return 128 + (signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM)
+    except console.STOPS as stop:
+        return console.stopped("train.py", stop, f"{kept(TrainOptions(**args))}: {RESUME}")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     options = TrainOptions(**args)
     test_metrics = RunFiles(options.resolved_output_dir()).test_metrics
     if os.path.isfile(test_metrics):  # not on the other workers of a multi-worker run
         with open(test_metrics) as f:
-            print("\n".join(summary(options, json.load(f)["loss"])))
+            print("\n".join(summary(options, json.load(f))))
     return 0
 
 
 if __name__ == "__main__":
     from keras_draw import console, malloc
 
+    console.catch_stops("train.py")  # a Ctrl-C while TensorFlow starts prints one line too
     try:  # TCMalloc where the machine has it: the same training, faster (keras_draw/malloc.py)
         malloc.rerun_preloaded()
     except ValueError as err:

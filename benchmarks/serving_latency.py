@@ -1,14 +1,15 @@
-"""Latency of the exported `generate` signature: the loaded SavedModel alone, then under load.
+"""Latency of the exported `generate` signature: through TF Serving's loader alone, then under load.
 
     python benchmarks/serving_latency.py                          # the mnist preset, its initial weights
     python benchmarks/serving_latency.py --model runs/mnist/model.keras --repeats 50
     python benchmarks/serving_latency.py --clients 50 --requests 10 --load-batch 4
 
 Exports the model (by default `Draw.from_preset("mnist")`: the latency does not depend on the
-weights' values) into a temporary folder, loads it with `tf.saved_model.load` as TF Serving would
-hold it, and times `generate` on fresh noise for each batch size: median and 95th percentile over
-the repeated calls, after warm-up calls, and the throughput at the median, in images per second.
-This measures the graph alone; TF Serving adds its request decoding and the network.
+weights' values) into a temporary folder, loads it as TF Serving does (export/stand_in_session.py:
+a session through TensorFlow's C API), and times `generate` on fresh noise for each batch size:
+median and 95th percentile over the repeated calls, after warm-up calls, and the throughput at the
+median, in images per second. This measures the graph alone; TF Serving adds its request decoding
+and the network.
 
 Then, with `--clients N` (default 16; 0 skips it), the stand-in server (export/stand_in_server.py,
 in a process of its own, at its default limits) serves `generate_seeded` over REST to N
@@ -47,34 +48,33 @@ def parse_args(argv):
     return args
 
 
-def time_calls(function, inputs, repeats, warmup):
-    """Seconds taken by each of `repeats` calls of function(**inputs), after `warmup` calls."""
+def time_calls(function, repeats, warmup):
+    """Seconds taken by each of `repeats` calls of function(), after `warmup` calls."""
     for _ in range(warmup):
-        function(**inputs)
+        function()
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        outputs = function(**inputs)
-        _ = {name: value.numpy() for name, value in outputs.items()}  # the results, on the host
+        function()
         seconds.append(time.perf_counter() - start)
     return seconds
 
 
 def benchmark(export_path, noise_shape, batch_sizes, repeats, warmup):
-    """[(batch size, median s, p95 s, images per s)] of `generate` from the SavedModel.
-
-    `noise_shape` is (T, |z|): the signature declares its input's shape open (it checks it).
-    """
+    """[(batch size, median s, p95 s, images per s)] of `generate` from the SavedModel, through TF
+    Serving's loader. `noise_shape` is (T, |z|)."""
     import numpy as np
-    import tensorflow as tf
 
-    generate = tf.saved_model.load(export_path).signatures["generate"]
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "export"))
+    from stand_in_session import ServingSession
+
     rows = []
-    for batch_size in batch_sizes:
-        noise = tf.random.normal((batch_size, *noise_shape))
-        seconds = np.array(time_calls(generate, {"noise": noise}, repeats, warmup))
-        median, p95 = np.median(seconds), np.percentile(seconds, 95)
-        rows.append((batch_size, median, p95, batch_size / median))
+    with ServingSession(export_path) as session:
+        for batch_size in batch_sizes:
+            noise = np.random.default_rng(0).standard_normal((batch_size, *noise_shape)).astype(np.float32)
+            seconds = np.array(time_calls(lambda: session.predict("generate", {"noise": noise}), repeats, warmup))
+            median, p95 = np.median(seconds), np.percentile(seconds, 95)
+            rows.append((batch_size, median, p95, batch_size / median))
     return rows
 
 
@@ -107,7 +107,7 @@ def load_test(export_dir, clients, requests, batch):
 
 
 def print_load(figures, clients, requests, batch):
-    print(f"REST generate_seeded through the stand-in server (its own process, default limits): {clients} "
+    print(f"REST generate_seeded through the stand-in server (its own process, default flags): {clients} "
           f"concurrent clients x {requests} requests of {batch} seed(s)")
     print(f"{'clients':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'requests/s':>11}  answers by HTTP status; server peak RSS")
     answers = ", ".join(f"{status}: {count}" for status, count in sorted(figures["statuses"].items()))
@@ -129,7 +129,7 @@ def main(argv=None):
         load = load_test(folder, args.clients, args.requests, args.load_batch) if args.clients else None
     devices = ", ".join(d.device_type for d in tf.config.list_logical_devices()) or "CPU"
     source = args.model or f"preset {args.preset}"
-    print(f"generate through tf.saved_model.load: {source}, T={model.num_steps}, z={model.latent_dim}, "
+    print(f"generate through TF Serving's loader (the C API): {source}, T={model.num_steps}, z={model.latent_dim}, "
           f"{model.image_height}x{model.image_width}x{model.channels}; TensorFlow {tf.__version__} on {devices}, "
           f"{os.cpu_count()} CPU cores; {args.repeats} calls after {args.warmup} warm-up")
     print(f"{'batch':>6} {'median ms':>10} {'p95 ms':>10} {'images/s':>10}")

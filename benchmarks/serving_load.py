@@ -27,9 +27,9 @@ ADDRESS = re.compile(r"REST (http://[^,\s]+)(?:, gRPC (\S+))?")
 class ServerProcess:
     """The stand-in on free ports of 127.0.0.1 while in the `with` block; `flags` go to its command line."""
 
-    def __init__(self, export_dir, *flags, grpc=False, script=STAND_IN, start_seconds=300):
-        self.command = [sys.executable, str(script), "--export-dir", str(export_dir), "--rest-port", "0",
-                        *(["--grpc-port", "0"] if grpc else []), *map(str, flags)]
+    def __init__(self, model_base_path, *flags, script=STAND_IN, start_seconds=300):
+        self.command = [sys.executable, str(script), "--model-base-path", str(model_base_path), "--rest-api-port", "0",
+                        "--port", "0", *map(str, flags)]
         self.start_seconds = start_seconds
         self.process = None
 

@@ -1,27 +1,26 @@
 """A client of a DRAW served by TensorFlow Serving, over REST (default) or gRPC.
 
-    python export/client.py generate --count 16 --out samples.png             # REST, localhost:8501
-    python export/client.py generate --count 16 --seed 7 --out samples.png --grpc localhost:8500
-    python export/client.py draw --count 4 --seed 7 --out drawing.png         # canvases + write boxes
-    python export/client.py reconstruct --images digits.npy --out reconstructions.png
-    python export/client.py elbo --images digits.npy                          # nats per image
+    python export/client.py generate --num-images 16 --output samples.png        # REST, localhost:8501
+    python export/client.py generate --num-images 16 --seed 7 --output samples.png --grpc localhost:8500
+    python export/client.py draw --num-images 4 --seed 7 --output drawing.png    # canvases + write boxes
+    python export/client.py reconstruct --images digits.npy --output reconstructions.png
+    python export/client.py elbo --images digits.npy                             # nats per image
 
-From Python, `Client(url=..., model="draw").generate(16, seed=7)` returns a numpy array
+From Python, `Client(url=..., model_name="draw").generate(16, seed=7)` returns a numpy array
 (16, H, W, C) in [0, 1]; `Client.predict(signature, **inputs)` calls any signature (see
 export/README.md) and returns a dict of numpy arrays. Row i of a request with `seed=S` uses the
-seed S + i, so the same seed gives the same images.
+seed S + i (S = 0 by default), so the same seed gives the same images.
 
 REST needs only numpy, Pillow and keras_draw's `console` and `images`, which import no TensorFlow
 (from the repository root when keras_draw is not installed); gRPC needs tensorflow-serving-api
 too (export/transports.py). A failed request raises `ServingError` with a one-line message; the
-command line prints it and exits with status 1. A flag no user can mean (--count 0, a port past
-65535, a folder for --out) exits with status 2 and one line before any request is sent.
+command line prints it and exits with status 1. A flag no user can mean (--num-images 0, a port
+past 65535, a folder for --output) exits with status 2 and one line before any request is sent.
 """
 
 import argparse
 import math
 import os
-import random
 import re
 import sys
 import urllib.parse
@@ -40,7 +39,7 @@ from keras_draw import console  # noqa: E402
 from keras_draw.images import save_grid  # noqa: E402
 
 DEFAULT_URL = "http://localhost:8501"
-MAX_COUNT = 1024  # images per command: the rows of one request (the stand-in's default --max-rows)
+MAX_IMAGES = 1024  # images per command: the rows of one request (an export's default max_batch)
 INT64 = 2**63  # seeds and versions are int64
 
 
@@ -50,9 +49,9 @@ INT64 = 2**63  # seeds and versions are int64
 class Client:
     """A DRAW served by TF Serving: REST at `url`, or gRPC at `grpc` ("host:port") if given."""
 
-    def __init__(self, url=DEFAULT_URL, model="draw", version=None, grpc=None, timeout=30.0, rows=False):
+    def __init__(self, url=DEFAULT_URL, model_name="draw", version=None, grpc=None, timeout=30.0, rows=False):
         self.url = url
-        self.model = model
+        self.model_name = model_name
         self.version = version
         self.grpc = grpc
         self.timeout = timeout
@@ -61,32 +60,30 @@ class Client:
     def predict(self, signature, **inputs):
         """Any signature (export/README.md): {output name: numpy array}."""
         if self.grpc:
-            return grpc_predict(self.grpc, self.model, signature, inputs, self.version, self.timeout)
-        return rest_predict(self.url, self.model, signature, inputs, self.version, self.timeout, self.rows)
+            return grpc_predict(self.grpc, self.model_name, signature, inputs, self.version, self.timeout)
+        return rest_predict(self.url, self.model_name, signature, inputs, self.version, self.timeout, self.rows)
 
-    def generate(self, count, seed=None):
-        """`count` generated images (count, H, W, C) in [0, 1]; row i from the seed `seed` + i."""
-        return self.predict("generate_seeded", seed=row_seeds(count, seed))["images"]
+    def generate(self, num_images, seed=0):
+        """`num_images` generated images (num_images, H, W, C) in [0, 1]; row i from the seed `seed` + i."""
+        return self.predict("generate_seeded", seed=row_seeds(num_images, seed))["images"]
 
-    def draw(self, count, seed=None):
+    def draw(self, num_images, seed=0):
         """Generation with every step: images, canvases, write_window and write_box."""
-        return self.predict("draw_seeded", seed=row_seeds(count, seed))
+        return self.predict("draw_seeded", seed=row_seeds(num_images, seed))
 
-    def reconstruct(self, images, seed=None):
+    def reconstruct(self, images, seed=0):
         """Reconstructions of `images` (count, H, W, C) in [0, 1], canvases, windows and boxes."""
         images = np.asarray(images, np.float32)
         return self.predict("reconstruct_seeded", images=images, seed=row_seeds(len(images), seed))
 
-    def elbo(self, images, seed=None):
+    def elbo(self, images, seed=0):
         """Per-image loss (the negative ELBO), reconstruction_loss and kl_loss, in nats."""
         images = np.asarray(images, np.float32)
         return self.predict("elbo_seeded", images=images, seed=row_seeds(len(images), seed))
 
 
-def row_seeds(count, seed=None):
-    """The seeds of `count` rows, seed, seed + 1, ...; a random start when `seed` is None."""
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
+def row_seeds(count, seed=0):
+    """The seeds of `count` rows: seed, seed + 1, ..."""
     return np.arange(seed, seed + count, dtype=np.int64)
 
 
@@ -118,24 +115,24 @@ def parse_args(argv):
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=DEFAULT_URL, help="REST server (default: %(default)s)")
     common.add_argument("--grpc", metavar="HOST:PORT", default=None, help="use gRPC at HOST:PORT instead of REST")
-    common.add_argument("--model", default="draw", help="the served model's name (default: %(default)s)")
+    common.add_argument("--model-name", default="draw", help="the served model's name (default: %(default)s)")
     common.add_argument("--version", type=int, default=None, help="a model version (default: the latest)")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
     common.add_argument("--rows", action="store_true", help='REST row format ("instances"), not columnar ("inputs")')
-    common.add_argument("--seed", type=int, default=None, help="row i uses seed SEED + i (default: random)")
+    common.add_argument("--seed", type=int, default=0, help="row i uses the seed SEED + i (default: %(default)s)")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("generate", "a grid of generated images"),
                             ("draw", "every step of generation, a row per image, write boxes in red")):
         command = commands.add_parser(name, parents=[common], help=help_text)
-        command.add_argument("--count", type=int, default=16)
-        command.add_argument("--out", required=True, help="the PNG to write")
+        command.add_argument("--num-images", type=int, default=16, help="images, one request (default: %(default)s)")
+        command.add_argument("--output", required=True, help="the PNG to write")
     for name, help_text in (("reconstruct", "originals (top) and their reconstructions (bottom)"),
                             ("elbo", "print the negative ELBO of each image, in nats")):
         command = commands.add_parser(name, parents=[common], help=help_text)
         command.add_argument("--images", nargs="+", required=True, help=".npy arrays or image files, values in [0, 1]")
         if name == "reconstruct":
-            command.add_argument("--out", required=True, help="the PNG to write")
+            command.add_argument("--output", required=True, help="the PNG to write")
     return parser.parse_args(argv)
 
 
@@ -152,49 +149,52 @@ def check_args(args):
         host, _, grpc_port = args.grpc.rpartition(":")
         if not host or not grpc_port.isdigit() or not 1 <= int(grpc_port) <= 65535:
             raise ValueError(f"--grpc must be HOST:PORT, a port from 1 to 65535. Received: --grpc={args.grpc!r}")
-    if not re.fullmatch(r"[\w.-]+", args.model):
-        raise ValueError(f"--model must be letters, digits, '_', '.' or '-'. Received: --model={args.model!r}")
+    if not re.fullmatch(r"[\w.-]+", args.model_name):
+        raise ValueError(f"--model-name must be letters, digits, '_', '.' or '-'. Received: --model-name={args.model_name!r}")
     console.check_positive_flags(version=args.version)
     if args.version is not None and args.version >= INT64:
         raise ValueError(f"--version must be a 64-bit integer. Received: --version={args.version}")
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
         raise ValueError(f"--timeout must be seconds, more than 0 and at most 3600. Received: --timeout={args.timeout}")
-    count = getattr(args, "count", None)
-    if count is not None and not 1 <= count <= MAX_COUNT:
-        raise ValueError(f"--count must be from 1 to {MAX_COUNT} (the rows of one request). Received: --count={count}")
-    if args.seed is not None and not -INT64 <= args.seed <= INT64 - (count or MAX_COUNT):
+    num_images = getattr(args, "num_images", None)
+    if num_images is not None and not 1 <= num_images <= MAX_IMAGES:
+        raise ValueError(f"--num-images must be from 1 to {MAX_IMAGES} (the rows of one request). "
+                         f"Received: --num-images={num_images}")
+    if not -INT64 <= args.seed <= INT64 - (num_images or MAX_IMAGES):
         raise ValueError(f"--seed must be a 64-bit integer, room left for a seed per row. Received: --seed={args.seed}")
-    out = getattr(args, "out", None)
-    if out is not None and (os.path.isdir(out) or not os.path.isdir(os.path.dirname(os.path.abspath(out)))):
-        raise ValueError(f"--out must be a file in an existing folder. Received: --out={out!r}")
+    output = getattr(args, "output", None)
+    if output is not None and (os.path.isdir(output) or not os.path.isdir(os.path.dirname(os.path.abspath(output)))):
+        raise ValueError(f"--output must be a file in an existing folder. Received: --output={output!r}")
 
 
 def run(args):
     """Runs one command line; returns the lines to print."""
-    client = Client(args.url, args.model, args.version, args.grpc, args.timeout, args.rows)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    client = Client(args.url, args.model_name, args.version, args.grpc, args.timeout, args.rows)
+    seed = args.seed
     if args.command == "generate":
-        images = client.generate(args.count, seed)
-        save_grid(args.out, images)
-        return [f"Wrote {args.out}: {len(images)} images, seeds {seed}..{seed + len(images) - 1}"]
+        images = client.generate(args.num_images, seed)
+        save_grid(args.output, images)
+        return [f"Wrote {args.output}: {len(images)} images, seeds {seed}..{seed + len(images) - 1}"]
     if args.command == "draw":
-        drawing = client.draw(args.count, seed)
+        drawing = client.draw(args.num_images, seed)
         canvases = drawing["canvases"]  # (count, T, H, W, C)
         count, steps = canvases.shape[:2]
         boxes = drawing["write_box"].reshape(count * steps, 4) if "write_box" in drawing else None
-        save_grid(args.out, canvases.reshape(count * steps, *canvases.shape[2:]), columns=steps, boxes=boxes)
-        return [f"Wrote {args.out}: {count} images × {steps} steps, seeds {seed}..{seed + count - 1}"]
+        save_grid(args.output, canvases.reshape(count * steps, *canvases.shape[2:]), columns=steps, boxes=boxes)
+        return [f"Wrote {args.output}: {count} images × {steps} steps, seeds {seed}..{seed + count - 1}"]
     images = load_images(args.images)
-    if len(images) > MAX_COUNT:
-        raise ValueError(f"--images hold {len(images)} images; one request takes at most {MAX_COUNT}")
+    if len(images) > MAX_IMAGES:
+        raise ValueError(f"--images hold {len(images)} images; one request takes at most {MAX_IMAGES}")
     if args.command == "reconstruct":
         reconstructions = client.reconstruct(images, seed)["reconstructions"]
-        save_grid(args.out, np.concatenate([images, reconstructions]), columns=len(images))
-        return [f"Wrote {args.out}: {len(images)} images above their reconstructions, seed {seed}"]
+        save_grid(args.output, np.concatenate([images, reconstructions]), columns=len(images))
+        return [f"Wrote {args.output}: {len(images)} images above their reconstructions, seeds {seed}.."
+                f"{seed + len(images) - 1}"]
     terms = client.elbo(images, seed)
     lines = [f"image {i}: loss {terms['loss'][i]:.2f} = reconstruction {terms['reconstruction_loss'][i]:.2f}"
              f" + kl {terms['kl_loss'][i]:.2f} nats" for i in range(len(images))]
-    return lines + [f"mean: loss {terms['loss'].mean():.2f} nats over {len(images)} images, seed {seed}"]
+    return lines + [f"mean: loss {terms['loss'].mean():.2f} nats over {len(images)} images, seeds {seed}.."
+                    f"{seed + len(images) - 1}"]
 
 
 def main(argv=None):

@@ -1,31 +1,43 @@
-"""Export a trained DRAW (.keras) as a SavedModel version that TensorFlow Serving loads.
+"""Export a trained DRAW as a SavedModel version that TensorFlow Serving loads.
 
-    python export/export.py --model runs/mnist/model.keras --export-dir serving/draw [--version N]
-    python export/export.py --preset mnist --weights binarized_mnist --export-dir serving/draw
+    python export/export.py --model runs/mnist/model.keras --model-base-path serving/draw [--version N]
+    python export/export.py --preset mnist --weights binarized_mnist --model-base-path serving/draw
 
 A thin command line over `keras_draw.serving.export`; prints the path of the version folder on its
 first line, then how to serve it.
 The second form exports a preset with the weights shipped in keras_draw (by the name of the
 dataset they were trained on) or a `.weights.h5` file. A missing, damaged or non-DRAW model,
-unknown weights, an export directory that cannot be one, or an existing version exits with
+unknown weights, a --model-base-path that cannot be one, or an existing version exits with
 status 2 and a one-line message before anything is written; a write that fails (a full disk)
 exits with status 1 and one line, after removing what it had written: a version appears whole or
-not at all.
+not at all, also when the export is interrupted (Ctrl-C: status 130; SIGTERM: 143).
 """
 
 import argparse
 import os
+import signal
 import sys
 
 
+class Terminated(Exception):
+    """SIGTERM, raised where the export is, so that it cleans up as on Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def parse_args(argv):
+    from keras_draw.presets import PRESETS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a model saved by train.py (.keras)")
-    source.add_argument("--preset", help="a keras_draw preset, with --weights")
+    source.add_argument("--preset", help=f"a keras_draw preset, with --weights: {', '.join(PRESETS)}")
     parser.add_argument("--weights", default=None,
                         help="with --preset: shipped weights by dataset name (e.g. binarized_mnist) or a .weights.h5 file")
-    parser.add_argument("--export-dir", required=True, help="the TF Serving model folder, e.g. serving/draw")
+    parser.add_argument("--model-base-path", required=True,
+                        help="the TF Serving model folder that holds the version folders, e.g. serving/draw")
     parser.add_argument("--version", type=int, default=None,
                         help="the version number (default: one more than the highest present)")
     parser.add_argument("--max-batch", type=int, default=None,
@@ -33,7 +45,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def export_model(model, export_dir, version=None, preset=None, weights=None, max_batch=None):
+def export_model(model, model_base_path, version=None, preset=None, weights=None, max_batch=None):
     """Loads the .keras file `model` (or builds `preset` with `weights`) and exports it; returns
     the version folder's path.
 
@@ -47,46 +59,54 @@ def export_model(model, export_dir, version=None, preset=None, weights=None, max
     if preset is not None:
         if weights is None:
             raise ValueError(f"--preset needs --weights: serving untrained weights is of no use. Received: --preset={preset!r}")
-        check_export_dir(export_dir, version)
+        check_model_base_path(model_base_path, version)
         from keras_draw import Draw
 
-        return serving.export(Draw.from_preset(preset, weights=weights), export_dir, version, max_batch)
+        return serving.export(Draw.from_preset(preset, weights=weights), model_base_path, version, max_batch)
     if weights is not None:
         raise ValueError("--weights goes with --preset; a .keras model holds its weights.")
-    check_export_dir(export_dir, version)
+    check_model_base_path(model_base_path, version)
 
     from keras_draw.model_file import load_model
 
-    return serving.export(load_model(model, compile=False), export_dir, version, max_batch)
+    return serving.export(load_model(model, compile=False), model_base_path, version, max_batch)
 
 
-def check_export_dir(export_dir, version):
+def check_model_base_path(model_base_path, version):
     """ValueError (FileExistsError for an existing version) before anything is loaded or written."""
     from keras_draw.files import check_output_dir
 
-    check_output_dir(export_dir, "--export-dir")
-    if version is not None and os.path.exists(os.path.join(export_dir, str(version))):
-        raise FileExistsError(f"Version {version} already exists in {export_dir}; versions are never overwritten.")
+    check_output_dir(model_base_path, "--model-base-path")
+    if version is not None and os.path.exists(os.path.join(model_base_path, str(version))):
+        raise FileExistsError(f"Version {version} already exists in {model_base_path}; versions are never overwritten.")
 
 
 def main(argv=None):
     from keras_draw import console
 
-    console.start_tensorflow()
-    from keras_draw.serving import ExportWriteError
-
     args = parse_args(argv)
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        path = export_model(args.model, args.export_dir, args.version, preset=args.preset, weights=args.weights,
+        console.start_tensorflow()
+        from keras_draw.serving import ExportWriteError
+
+        path = export_model(args.model, args.model_base_path, args.version, preset=args.preset, weights=args.weights,
                             max_batch=args.max_batch)
     except ExportWriteError as err:  # a full disk: a failure of the run, not of its input
         return console.fail("export.py", err, status=1)
     except (ValueError, OSError) as err:
         return console.fail("export.py", err)
+    except (KeyboardInterrupt, Terminated) as err:
+        stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "terminated (SIGTERM)"
+        print(f"export.py: {stopped}; no version was written (a version appears whole or not at all).", file=sys.stderr)
+        return 128 + (signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     print(path)
-    model_dir = os.path.dirname(os.path.abspath(path))
-    print(f"Serve it: docker run -p 8501:8501 -v {model_dir}:/models/draw -e MODEL_NAME=draw tensorflow/serving; "
-          "then: python export/client.py generate --count 16 --out samples.png (export/README.md).")
+    model_base_path = os.path.dirname(os.path.abspath(path))
+    print(f"Serve it: docker run -p 8500:8500 -p 8501:8501 -v {model_base_path}:/models/draw -e MODEL_NAME=draw "
+          "tensorflow/serving:2.21.0; then: python export/client.py generate --num-images 16 --output samples.png "
+          "(docs/serving.md).")
     return 0
 
 

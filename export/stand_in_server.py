@@ -1,241 +1,373 @@
 """A STAND-IN for TensorFlow Serving, for tests and demos. It is not TensorFlow Serving.
 
-The TF Serving binary cannot be installed everywhere (not on our CI machines), so this small
-server lets the client be tested end to end: it follows TF Serving's documented REST predict API
+Where TF Serving's binary cannot be installed (our CI machines), this small server answers TF
+Serving's REST API
 
     POST /v1/models/NAME[/versions/N]:predict   {"signature_name": ..., "instances" | "inputs": ...}
-    GET  /v1/models/NAME[/versions/N]           the versions and their state
+    GET  /v1/models/NAME[/versions/N]/metadata  the signatures, as TF Serving lists them
 
-(answers {"predictions": ...} / {"outputs": ...}, or {"error": "..."} with HTTP 400 for a bad
-request and 404 for an unknown model, version or path) and, with a gRPC port, the Predict method of
-tensorflow.serving.PredictionService. It runs the real exported SavedModel, loaded with plain
-`tf.saved_model.load` (no keras_draw model code: stand_in_predict.py answers the requests), and
-serves the highest version unless asked for another. It listens on 127.0.0.1 only. Not
-implemented: classify/regress, "b64" values, model configs, batching, version labels and the
-metadata API.
+and, on its gRPC port, PredictionService.Predict, through TF Serving's own loader and Predict
+(stand_in_session.py, TensorFlow's C API): what it answers is what TF Serving answers, the same
+numbers and the same errors, each with the HTTP status TF Serving gives its status code. Like TF
+Serving by default, it serves the highest version in --model-base-path, and picks up a new one.
+It listens on 127.0.0.1 only. Not implemented: classify and regress, "b64" values, version labels,
+model status, batching and model configs (TF Serving's flags set those: docs/serving.md).
 
-It refuses, before running the model, a request larger than its limits (body size, rows, answer
-size) and runs at most --max-concurrent requests at once (stand_in_limits.py says why and how).
+A REST request may take --rest-api-timeout-in-ms (TF Serving's flag, default 30 s) from its
+connection to its answer: a client that sends its request slowly is cut off at that time, whatever
+it sends meanwhile, so slow clients cost a thread each for at most that long and never hold up
+other requests; the model's run gets the time left (TF Serving gives it the flag's time) and ends
+with HTTP 504 past it. A body or gRPC message larger than MAX_BODY_BYTES is refused.
 
-    python export/stand_in_server.py --export-dir serving/draw --rest-port 8501 --grpc-port 8500
+    python export/stand_in_server.py --model-base-path serving/draw --rest-api-port 8501 --port 8500
 """
 
 import argparse
 import http.server
+import io
 import json
 import os
 import re
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 if __package__:  # imported as export.stand_in_server
-    from .stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, declared_length,
-                                  limits_from_args)
-    from .stand_in_predict import Servables, grpc_predict, model_status, rest_predict
+    from .stand_in_session import DTYPES, ServingSession, SessionError
 else:  # run as a script: export/ is sys.path[0]; keras_draw may be the checkout's
     sys.path.append(str(Path(__file__).resolve().parents[1]))
-    from stand_in_limits import (Admission, Limits, RequestError, add_limit_flags, body_length, declared_length,
-                                 limits_from_args)
-    from stand_in_predict import Servables, grpc_predict, model_status, rest_predict
+    from stand_in_session import DTYPES, ServingSession, SessionError
+
+import numpy as np  # noqa: E402
 
 from keras_draw import console  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only, never 0.0.0.0
-PREDICT_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict)?$")
-MODEL_NAME = re.compile(r"[\w.-]+")  # what fits in the URL path
+MAX_BODY_BYTES = 64 * 2**20  # 1024 rows of 28×28 images as JSON take ~16 MiB
+PREDICT = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?:predict")
+METADATA = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?/metadata")
+# TF Serving's HTTP status for each status code (model_servers/http_server.cc).
+HTTP_STATUS = {"CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404,
+               "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400, "UNIMPLEMENTED": 501, "INTERNAL": 500,
+               "UNAVAILABLE": 503}
+
+
+# === The model ===
+
+
+class Servables:
+    """The highest version in `model_base_path`, loaded (once) when a request asks for it."""
+
+    def __init__(self, model_base_path, model_name):
+        self.model_base_path, self.model_name = model_base_path, model_name
+        self._sessions, self._lock = {}, threading.Lock()
+
+    def get(self, model_name, version=None):
+        """(ServingSession, version) of the request's model; SessionError NOT_FOUND if not served."""
+        names = os.listdir(self.model_base_path) if os.path.isdir(self.model_base_path) else []
+        latest = max((int(name) for name in names if re.fullmatch(r"\d+", name)), default=None)
+        if model_name != self.model_name or latest is None or version not in (None, latest):
+            request = f"Latest({model_name})" if version is None else f"Specific({model_name}, {version})"
+            raise SessionError("NOT_FOUND", f"Servable not found for request: {request}")
+        with self._lock:
+            if latest not in self._sessions:
+                self._sessions[latest] = ServingSession(os.path.join(self.model_base_path, str(latest)))
+        return self._sessions[latest], latest
+
+    def close(self):
+        for session in self._sessions.values():
+            session.close()
 
 
 # === REST ===
 
 
+class _DeadlineReader(socket.SocketIO):
+    """A socket's reads, each given the time left until `deadline` (time.monotonic()): a client
+    sending a byte at a time cannot stretch its request past it (TimeoutError)."""
+
+    def __init__(self, sock, deadline):
+        super().__init__(sock, "rb")
+        self.deadline = deadline
+
+    def readinto(self, buffer):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than --rest-api-timeout-in-ms")
+        self._sock.settimeout(left)
+        return super().readinto(buffer)
+
+
 class RestHandler(http.server.BaseHTTPRequestHandler):
-    """TF Serving's REST predict and status endpoints over `self.server.servables`.
+    """TF Serving's REST predict and metadata endpoints over `self.server.servables`."""
 
-    A predict request's body is read only once its size is within the limits and an execution
-    slot is free; the slot is held until the answer is written, so that decoding, running and
-    encoding (where the memory goes) happen for at most --max-concurrent requests at once.
-    """
-
-    timeout = 30  # seconds a stalled client may hold its connection (and a slot) before it is dropped
-    DRAIN_LIMIT = 1 << 31  # a refused body up to this size is read and dropped (see `_drain`)
+    def setup(self):
+        super().setup()
+        self.reader = _DeadlineReader(self.connection, time.monotonic() + self.server.timeout_seconds)
+        self.rfile = io.BufferedReader(self.reader)
 
     def do_POST(self):
-        self._unread = declared_length(self.headers.get("Content-Length"))
-        match = PREDICT_PATH.match(self.path)
-        if not match or not match.group(3):
-            return self._answer(404, {"error": f"Malformed request: POST {self.path}"})
+        match = PREDICT.fullmatch(self.path)
+        header = self.headers.get("Content-Length", "")
+        length = int(header) if header.isdigit() else -1
         try:
-            body_length(self.headers.get("Content-Length"), self.server.limits)
-            with self.server.admission.slot():
-                self._respond(rest_predict, match, self._read_json(), self.server.limits)
-        except RequestError as err:
-            self._answer(err.status, {"error": str(err)})
+            body = self.rfile.read(length) if 0 <= length <= MAX_BODY_BYTES else self._discard(length)
+        except OSError:  # TimeoutError included: too slow, cut off without an answer
+            self.close_connection = True
+            return
+        if not match:
+            return self._answer(404 if not self.path.startswith("/v1/") else 400,
+                                {"error": f"Malformed request: POST {self.path}"})
+        if body is None:
+            return self._answer(413 if length > MAX_BODY_BYTES else 411, {"error": (
+                f"The request needs a Content-Length of at most {MAX_BODY_BYTES:,} bytes (this stand-in's limit). "
+                f"Received: Content-Length: {header or 'none'}")})
+        self._respond(lambda: rest_predict(self.server.servables, match, body, self._time_left_ms()))
+
+    def _discard(self, length):
+        """Reads and drops a body too large to keep (closing a socket with unread data resets it, and
+        the client would lose the answer); returns None. Without a length, nothing can be read."""
+        self.close_connection = True
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
 
     def do_GET(self):
-        self._unread = 0
-        match = PREDICT_PATH.match(self.path)
-        if not match or match.group(3):
-            return self._answer(404, {"error": f"Malformed request: GET {self.path}"})
-        self._respond(model_status, match)
+        match = METADATA.fullmatch(self.path)
+        if not match:
+            return self._answer(404 if not self.path.startswith("/v1/") else 400,
+                                {"error": f"Malformed request: GET {self.path}"})
+        self._respond(lambda: metadata(self.server.servables, match))
 
-    def _read_json(self):
-        data, self._unread = self.rfile.read(self._unread), 0
-        try:
-            return json.loads(data or b"null")
-        except (ValueError, RecursionError) as err:  # RecursionError: [[[[... nested too deep
-            raise RequestError(400, f"JSON Parse error: {err}") from None
+    def _time_left_ms(self):
+        return max(int((self.reader.deadline - time.monotonic()) * 1000), 1)
 
-    def _respond(self, handler, match, *args):
-        model_name, version = match.group(1), match.group(2) and int(match.group(2))
+    def _respond(self, answer):
         try:
-            self._answer(200, handler(self.server.servables, model_name, version, *args))
-        except RequestError as err:
-            self._answer(err.status, {"error": str(err)})
-        except Exception as err:  # the server answers, whatever went wrong
-            self._answer(500, {"error": f"{type(err).__name__}: {err}"})
+            self._answer(200, answer())
+        except SessionError as err:
+            self._answer(HTTP_STATUS.get(err.code, 500), {"error": err.message})
 
     def _answer(self, status, value):
         data = json.dumps(value).encode()
-        self._drain()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 503:
-            self.send_header("Retry-After", "1")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drain(self):
-        """Reads and drops the unread body of a refused request, in small pieces: closing a
-        connection with unread data resets it, and the client would lose the answer."""
-        if self._unread > self.DRAIN_LIMIT:
+        self.connection.settimeout(max(self.reader.deadline - time.monotonic(), 1.0))  # a slow reader is cut off too
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
             self.close_connection = True
-            return
-        while self._unread > 0:
-            chunk = self.rfile.read(min(self._unread, 1 << 16))
-            if not chunk:
-                break
-            self._unread -= len(chunk)
 
     def log_message(self, *args):  # quiet, like a test fixture should be
         pass
 
 
-class RestServer(http.server.ThreadingHTTPServer):
-    """A thread per connection; a listen backlog for bursts of clients (socketserver's 5 made the
-    kernel reset connections when 50 clients connected at once)."""
+def rest_predict(servables, match, body, timeout_in_ms):
+    """The JSON answer to a predict request's `body` (bytes); SessionError for a refused request."""
+    session, _ = servables.get(match.group(1), match.group(2) and int(match.group(2)))
+    try:
+        body = json.loads(body)
+    except (ValueError, RecursionError) as err:  # RecursionError: [[[[... nested too deep
+        raise SessionError("INVALID_ARGUMENT", f"JSON Parse error: {err}") from None
+    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+        raise SessionError("INVALID_ARGUMENT", 'The request must be a JSON object with either "instances" or "inputs"')
+    name = body.get("signature_name", "serving_default")
+    if name not in session.signatures:
+        raise SessionError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
+    dtypes = {key: tensor.dtype for key, tensor in session.signatures[name].inputs.items()}
+    outputs = session.predict(name, rest_inputs(body, dtypes), timeout_in_ms)
+    return rest_answer(outputs, rows="instances" in body)
 
+
+def rest_inputs(body, dtypes):
+    """{name: array} of a request in the row ("instances") or columnar ("inputs") format; `dtypes`
+    {name: DataType enum} of the signature's inputs."""
+    if "inputs" in body:
+        columns = body["inputs"]
+        named = isinstance(columns, dict) and (len(dtypes) > 1 or set(columns) == set(dtypes))
+        if not named and len(dtypes) > 1:
+            raise SessionError("INVALID_ARGUMENT", f'"inputs" must be an object naming the inputs {sorted(dtypes)}')
+        columns = columns if named else {next(iter(dtypes)): columns}  # one input, given by value
+    else:
+        rows = body["instances"]
+        if not isinstance(rows, list):
+            raise SessionError("INVALID_ARGUMENT", '"instances" must be a list')
+        if len(dtypes) == 1 and not (rows and isinstance(rows[0], dict)):
+            columns = {next(iter(dtypes)): rows}
+        elif all(isinstance(row, dict) for row in rows) and rows:
+            names = set(rows[0])
+            if any(set(row) != names for row in rows):
+                raise SessionError("INVALID_ARGUMENT", "Every instance must have the same named inputs")
+            columns = {name: [row[name] for row in rows] for name in names}
+        else:
+            raise SessionError("INVALID_ARGUMENT", f'"instances" must be objects naming the inputs {sorted(dtypes)}')
+    return {name: json_array(value, dtypes.get(name), name) for name, value in columns.items()}
+
+
+def json_array(value, dtype, name):
+    """The numpy array of a JSON value for an input of DataType `dtype` (None: not in the signature)."""
+    wanted = {code: numpy for numpy, code in DTYPES.items()}.get(dtype, np.dtype(np.float32))
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # ragged lists
+        raise SessionError("INVALID_ARGUMENT", f"Input {name!r} is not a rectangular array: {err}") from None
+    if array.dtype.kind not in "biuf" or (wanted.kind in "iu" and array.dtype.kind == "f"):
+        raise SessionError("INVALID_ARGUMENT", f"JSON Value of input {name!r} is not of expected type: {wanted.name}")
+    return array.astype(wanted)
+
+
+def rest_answer(outputs, rows):
+    """{"predictions": ...} (row format) or {"outputs": ...}; a single output goes unnamed."""
+    if not rows:
+        return {"outputs": next(iter(outputs.values())).tolist() if len(outputs) == 1 else
+                {name: value.tolist() for name, value in outputs.items()}}
+    if len(outputs) == 1:
+        return {"predictions": next(iter(outputs.values())).tolist()}
+    count = len(next(iter(outputs.values())))
+    return {"predictions": [{name: value[i].tolist() for name, value in outputs.items()} for i in range(count)]}
+
+
+def metadata(servables, match):
+    """GET .../metadata: the model spec and its SignatureDefs, in TF Serving's JSON."""
+    from google.protobuf import json_format
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    session, version = servables.get(match.group(1), match.group(2) and int(match.group(2)))
+    signatures = get_model_metadata_pb2.SignatureDefMap(signature_def=session.signatures)
+    to_json = lambda proto: json_format.MessageToDict(proto, always_print_fields_with_no_presence=True,
+                                                     preserving_proto_field_name=True)
+    return {"model_spec": {"name": servables.model_name, "signature_name": "", "version": str(version)},
+            "metadata": {"signature_def": to_json(signatures)}}
+
+
+class RestServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256
+    request_queue_size = 256  # the listen backlog: socketserver's 5 reset connections in bursts of clients
 
 
 # === gRPC ===
 
 
-def grpc_servicer(servables, limits, admission):
-    """A tensorflow.serving.PredictionService servicer with Predict over `servables`."""
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+def grpc_server(servables, port, threads=8):
+    """A gRPC server with PredictionService.Predict, listening on 127.0.0.1:`port` (not started)."""
+    from concurrent import futures
 
-    codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 500: grpc.StatusCode.INTERNAL,
-             503: grpc.StatusCode.RESOURCE_EXHAUSTED}  # what gRPC itself answers past maximum_concurrent_rpcs
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):
+            spec = request.model_spec
             try:
-                with admission.slot():
-                    return grpc_predict(servables, request, limits)
-            except RequestError as err:
-                context.abort(codes[err.status], str(err))
+                session, version = servables.get(spec.name, spec.version.value if spec.HasField("version") else None)
+                inputs = {}
+                for name, proto in request.inputs.items():
+                    try:
+                        inputs[name] = tf.make_ndarray(proto)
+                    except (ValueError, TypeError):
+                        raise SessionError("INVALID_ARGUMENT", f"tensor parsing error: {name}") from None
+                left = context.time_remaining()
+                outputs = session.predict(spec.signature_name, inputs, int(left * 1000) if left else 0)
+            except SessionError as err:
+                context.abort(getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN), err.message)
+            answer = predict_pb2.PredictResponse()
+            answer.model_spec.name, answer.model_spec.version.value = spec.name, version
+            answer.model_spec.signature_name = spec.signature_name or "serving_default"
+            for name, value in outputs.items():
+                if not request.output_filter or name in request.output_filter:
+                    answer.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            return answer
 
-    return PredictionService(), prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server
+    options = [("grpc.max_receive_message_length", MAX_BODY_BYTES), ("grpc.max_send_message_length", -1)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(), server)
+    try:
+        return server, server.add_insecure_port(f"{HOST}:{port}")
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        raise OSError(f"Cannot listen for gRPC on {HOST}:{port}: {str(err).split(';')[0]}") from None
 
 
 # === Starting and stopping ===
 
 
 class StandInServer:
-    """The REST server (and the gRPC one, with `grpc_port`) on 127.0.0.1, in threads.
+    """REST and gRPC on 127.0.0.1, in threads; port 0 picks a free port (`rest_url`, `grpc_target`)."""
 
-    Port 0 picks a free port; `rest_url` and `grpc_target` say where they listen. Both share
-    one `admission` (the model's executions) and the `limits` (default: `Limits()`).
-    """
-
-    def __init__(self, export_dir, model_name="draw", rest_port=0, grpc_port=None, limits=None):
-        self.servables = Servables(export_dir, model_name)
-        self.limits = limits or Limits()
-        self.admission = Admission(self.limits)
+    def __init__(self, model_base_path, model_name="draw", rest_api_port=0, port=0, rest_api_timeout_in_ms=30000):
+        self.servables = Servables(model_base_path, model_name)
         try:
-            self._http = RestServer((HOST, rest_port), RestHandler)
+            self._http = RestServer((HOST, rest_api_port), RestHandler)
         except OSError as err:  # EADDRINUSE, EACCES
-            raise OSError(f"Cannot listen for REST on {HOST}:{rest_port}: {err.strerror or err}") from None
-        self._http.servables, self._http.limits, self._http.admission = self.servables, self.limits, self.admission
+            raise OSError(f"Cannot listen for REST on {HOST}:{rest_api_port}: {err.strerror or err}") from None
+        self._http.servables, self._http.timeout_seconds = self.servables, rest_api_timeout_in_ms / 1000
         self.rest_url = f"http://{HOST}:{self._http.server_address[1]}"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-        self._grpc, self.grpc_target = None, None
-        if grpc_port is not None:
-            try:
-                self._start_grpc(grpc_port)
-            except BaseException:
-                self.stop()
-                raise
-
-    def _start_grpc(self, port):
-        from concurrent import futures
-
-        import grpc
-
-        workers = self.limits.max_concurrent + self.limits.max_waiting  # the rest: RESOURCE_EXHAUSTED
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=self.limits.grpc_options(),
-                                 maximum_concurrent_rpcs=workers)
-        servicer, add_servicer = grpc_servicer(self.servables, self.limits, self.admission)
-        add_servicer(servicer, self._grpc)
         try:
-            self.grpc_target = f"{HOST}:{self._grpc.add_insecure_port(f'{HOST}:{port}')}"
-        except RuntimeError as err:  # grpc: "Failed to bind to address ..."
-            raise OSError(f"Cannot listen for gRPC on {HOST}:{port}: {str(err).split(';')[0]}") from None
+            self._grpc, grpc_port = grpc_server(self.servables, port)
+        except OSError:
+            self._http.server_close()
+            raise
+        self.grpc_target = f"{HOST}:{grpc_port}"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
         self._grpc.start()
 
     def stop(self):
         self._http.shutdown()
         self._http.server_close()
-        if self._grpc is not None:
-            self._grpc.stop(grace=None)
+        self._grpc.stop(grace=None)
+        self.servables.close()
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export-dir", required=True, help="the TF Serving model folder, e.g. serving/draw")
-    parser.add_argument("--model-name", default="draw")
-    parser.add_argument("--rest-port", type=int, default=8501, help="0: any free port (default: %(default)s)")
-    parser.add_argument("--grpc-port", type=int, default=None, help="0: any free port (default: no gRPC)")
-    add_limit_flags(parser)
+    parser.add_argument("--model-base-path", required=True, help="the model folder of version subfolders, e.g. serving/draw")
+    parser.add_argument("--model-name", default="draw", help="the name in request URLs (default: %(default)s)")
+    parser.add_argument("--rest-api-port", type=int, default=8501, help="0: any free port (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC; 0: any free port (default: %(default)s)")
+    parser.add_argument("--rest-api-timeout-in-ms", type=int, default=30000,
+                        help="the longest a REST request may take, from connection to answer (default: %(default)s)")
     return parser.parse_args(argv)
 
 
-def checked_limits(args):
-    """The Limits of the command line, or ValueError (one line) for a value no user can mean."""
-    if not os.path.isdir(args.export_dir):
-        raise ValueError(f"No such folder. Received: --export-dir={args.export_dir!r}")
-    if not MODEL_NAME.fullmatch(args.model_name):
+def check_args(args):
+    """ValueError (one line) for a flag no user can mean, before anything is loaded."""
+    if not re.fullmatch(r"[\w.-]+", args.model_name):
         raise ValueError(f"--model-name must be letters, digits, '_', '.' or '-'. Received: {args.model_name!r}")
-    for flag, port in (("--rest-port", args.rest_port), ("--grpc-port", args.grpc_port)):
-        if port is not None and not 0 <= port <= 65535:
+    for flag, port in (("--rest-api-port", args.rest_api_port), ("--port", args.port)):
+        if not 0 <= port <= 65535:
             raise ValueError(f"{flag} must be a port from 0 (any free one) to 65535. Received: {flag}={port}")
-    if args.grpc_port and args.grpc_port == args.rest_port:
-        raise ValueError(f"--rest-port and --grpc-port must differ. Received: both {args.rest_port}")
-    return limits_from_args(args)
+    if args.port and args.port == args.rest_api_port:
+        raise ValueError(f"--rest-api-port and --port must differ. Received: both {args.port}")
+    if not 1 <= args.rest_api_timeout_in_ms <= 3_600_000:
+        raise ValueError("--rest-api-timeout-in-ms must be from 1 to 3600000 (an hour). "
+                         f"Received: {args.rest_api_timeout_in_ms}")
+    if not os.path.isdir(args.model_base_path) or not any(re.fullmatch(r"\d+", n) for n in os.listdir(args.model_base_path)):
+        raise ValueError(f"--model-base-path must be a folder holding a version folder (1, 2, ...), as export.py writes. "
+                         f"Received: {args.model_base_path!r}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        server = StandInServer(args.export_dir, args.model_name, args.rest_port, args.grpc_port, checked_limits(args))
+        check_args(args)
+        console.start_tensorflow()
+        server = StandInServer(args.model_base_path, args.model_name, args.rest_api_port, args.port,
+                               args.rest_api_timeout_in_ms)
     except (ValueError, OSError) as err:  # a bad flag, a port in use
         return console.fail("stand_in_server.py", err)
-    print(f"Stand-in (not TensorFlow Serving) for {args.export_dir}: REST {server.rest_url}"
-          + (f", gRPC {server.grpc_target}" if server.grpc_target else ""), flush=True)
+    try:
+        _, version = server.servables.get(args.model_name)  # loaded now, as TF Serving does
+    except SessionError as err:
+        server.stop()
+        return console.fail("stand_in_server.py", f"Cannot load {args.model_base_path}: {err}", status=1)
+    print(f"Stand-in (not TensorFlow Serving) for {args.model_base_path}, version {version}: REST {server.rest_url}, "
+          f"gRPC {server.grpc_target}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

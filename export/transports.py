@@ -28,7 +28,7 @@ class ServingError(Exception):
 # === REST: POST /v1/models/NAME[/versions/N]:predict ===
 
 
-def rest_predict(url, model, signature, inputs, version=None, timeout=30.0, rows=False):
+def rest_predict(url, model_name, signature, inputs, version=None, timeout=30.0, rows=False):
     """Calls `signature` through TF Serving's REST predict API; returns {output name: array}.
 
     Args:
@@ -36,7 +36,7 @@ def rest_predict(url, model, signature, inputs, version=None, timeout=30.0, rows
         inputs: {input name: array}; sent in the columnar format ("inputs"), or with `rows` in
             the row format ("instances").
     """
-    endpoint = f"{url.rstrip('/')}/v1/models/{model}"
+    endpoint = f"{url.rstrip('/')}/v1/models/{model_name}"
     endpoint += f"/versions/{version}:predict" if version is not None else ":predict"
     body = {"signature_name": signature, **_request_body(inputs, rows)}
     request = urllib.request.Request(
@@ -99,13 +99,13 @@ def _response_arrays(answer, signature):
 # === gRPC: tensorflow.serving.PredictionService/Predict ===
 
 
-def grpc_predict(target, model, signature, inputs, version=None, timeout=30.0):
+def grpc_predict(target, model_name, signature, inputs, version=None, timeout=30.0):
     """Calls `signature` through TF Serving's gRPC PredictionService; returns {name: array}."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the protos import TensorFlow
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    request = predict_request(model, signature, inputs, version)
+    request = predict_request(model_name, signature, inputs, version)
     options = [(f"grpc.max_{way}_message_length", MAX_GRPC_MESSAGE) for way in ("receive", "send")]
     try:
         with grpc.insecure_channel(target, options=options) as channel:
@@ -120,12 +120,12 @@ def grpc_predict(target, model, signature, inputs, version=None, timeout=30.0):
     return {name: from_tensor_proto(proto) for name, proto in response.outputs.items()}
 
 
-def predict_request(model, signature, inputs, version=None):
+def predict_request(model_name, signature, inputs, version=None):
     """A tensorflow_serving PredictRequest for `signature` with `inputs` {name: array}."""
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
+    request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = int(version)

@@ -1,6 +1,6 @@
 """keras_draw: DRAW (Gregor et al. 2015) as Keras 3 layers and a subclassed model.
 
-Every Keras class that keras_draw saves (`Draw` and its layers) is registered with Keras as soon as
+Every Keras class that keras_draw saves (`Draw`, `DrawClassifier` and their layers) is registered with Keras as soon as
 both keras_draw and keras are imported, in either order, so that `keras.saving.load_model` loads a
 run's model.keras after `import keras, keras_draw`. `import keras_draw` alone imports no
 TensorFlow: its small modules (`console`, `malloc`, `images`) serve commands before TensorFlow
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Draw": "keras_draw.draw",
     "SampleGrid": "keras_draw.callbacks",
+    "DrawClassifier": "keras_draw.draw_classifier",
     "WeightAverage": "keras_draw.averaging",
     "filterbank": None,
     "train": "keras_draw.training",
@@ -30,7 +31,7 @@ _EXPORTS = {
 
 # The modules whose import registers the Keras classes keras_draw saves. A new saved class adds
 # its module here.
-SAVED_CLASSES_MODULES = ("keras_draw.layers", "keras_draw.draw")
+SAVED_CLASSES_MODULES = ("keras_draw.layers", "keras_draw.draw", "keras_draw.draw_classifier")
 
 __all__ = sorted(_EXPORTS)
 

@@ -10,7 +10,6 @@ complete checkpoint, the old one or the new one.
 """
 
 import contextlib
-import json
 import os
 import time
 import zipfile
@@ -18,9 +17,11 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_draw.files import atomic_path, save_weights, write_json
+from keras_draw.files import (UnreadableError, atomic_path, check_readable, file_exists, read_json, save_weights,
+                              write_json)
 
 STATE_FILE = "state.json"
+CHECKPOINT_FILES = (".weights.h5", ".average.npz")  # the endings of the files `save` writes beside it
 
 
 class Checkpoint:
@@ -31,18 +32,21 @@ class Checkpoint:
         self.state_path = os.path.join(directory, STATE_FILE)
 
     def exists(self):
-        return os.path.exists(self.state_path)
+        """Whether there is a checkpoint; UnreadableError where that cannot be known."""
+        return file_exists(self.state_path, "Checkpoint ")
 
     def read_state(self):
-        """The saved state; ValueError naming the file if it cannot be read or is malformed."""
+        """The saved state. UnreadableError if state.json or a file it names cannot be read (it
+        may be sound), ValueError naming the file if it is damaged or malformed."""
         try:
-            with open(self.state_path) as f:
-                state = json.load(f)
+            state = read_json(self.state_path, "Checkpoint ")
             _check_state(state)
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except UnreadableError:
+            raise
+        except (ValueError, KeyError, TypeError) as err:
             raise self.corrupt(err) from None
         for what, name in (("weights", state["weights"]), ("averages", state.get("average"))):
-            if name is not None and not os.path.isfile(os.path.join(self.directory, name)):
+            if name is not None and not file_exists(os.path.join(self.directory, name), f"Checkpoint {what} "):
                 raise ValueError(f"Checkpoint {what} {os.path.join(self.directory, name)} are missing; "
                                  f"delete {self.directory} to start over.")
         return state
@@ -52,6 +56,7 @@ class Checkpoint:
         if state.get("average") is None:
             return None
         path = os.path.join(self.directory, state["average"])
+        check_readable(path, "Checkpoint averages ")
         try:
             with np.load(path) as arrays:
                 return [arrays[f"w{i}"] for i in range(len(arrays.files))]
@@ -69,25 +74,40 @@ class Checkpoint:
 
     def save(self, model, state, averages=None):
         """Writes the model's weights, the averaged weights if given (arrays) and `state` as the
-        new checkpoint."""
+        new checkpoint. The files of the checkpoint before, and any that no state.json names (a
+        save killed before its commit left them), are removed once state.json names the new
+        ones; a save stopped before that (Ctrl-C, SIGTERM, a full disk) removes its own."""
         os.makedirs(self.directory, exist_ok=True)
         old = self.read_state() if self.exists() else {}
-        previous = [old[k] for k in ("weights", "average") if old.get(k) is not None]
         name = f"epoch{state['epoch']:05d}-step{state['step']:07d}"
-        if f"{name}.weights.h5" in previous:
+        if f"{name}.weights.h5" == old.get("weights"):
             name += "-again"
-        save_weights(model, os.path.join(self.directory, f"{name}.weights.h5"))
         state = dict(state, weights=f"{name}.weights.h5", noise_state=_noise_state(model), trackers=_tracker_state(model))
         state.pop("average", None)
         if averages is not None:
-            with atomic_path(os.path.join(self.directory, f"{name}.average.npz")) as temporary:
-                with open(temporary, "wb") as f:
-                    np.savez(f, **{f"w{i}": a for i, a in enumerate(averages)})
             state["average"] = f"{name}.average.npz"
-        write_json(self.state_path, state)  # atomic: the commit point
-        for old_name in previous:
-            if old_name not in (state["weights"], state.get("average")):
-                os.remove(os.path.join(self.directory, old_name))
+        try:
+            save_weights(model, os.path.join(self.directory, state["weights"]))
+            if averages is not None:
+                with atomic_path(os.path.join(self.directory, state["average"])) as temporary:
+                    with open(temporary, "wb") as f:
+                        np.savez(f, **{f"w{i}": a for i, a in enumerate(averages)})
+            write_json(self.state_path, state)  # atomic: the commit point
+        finally:
+            self._remove_unnamed_files()
+
+    def _remove_unnamed_files(self):
+        """Removes the weights and averages files that state.json does not name (all of them
+        without one); nothing where state.json cannot be read."""
+        try:
+            saved = read_json(self.state_path) if self.exists() else {}
+            named = {saved.get("weights"), saved.get("average")}
+        except (ValueError, AttributeError):
+            return
+        for entry in os.listdir(self.directory):
+            if entry.endswith(CHECKPOINT_FILES) and entry not in named:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self.directory, entry))
 
     def restore(self, model):
         """Loads the weights and noise state into a compiled model; returns the state."""
@@ -95,12 +115,15 @@ class Checkpoint:
         weights = os.path.join(self.directory, state["weights"])
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        check_readable(weights, "Checkpoint weights ")
         try:
             model.load_weights(weights)
         except Exception as err:  # h5py and Keras raise many kinds on a truncated file
             raise ValueError(f"Checkpoint weights {weights} are corrupt or truncated ({type(err).__name__}); "
                              f"delete {self.directory} to start over.") from None
-        model.seed_generator.state.assign(np.asarray(state["noise_state"], dtype=model.seed_generator.state.dtype))
+        if state["noise_state"]:  # [] for a model that draws no noise
+            generator = model.seed_generator
+            generator.state.assign(np.asarray(state["noise_state"], dtype=generator.state.dtype))
         return state
 
 
@@ -142,7 +165,9 @@ def restore_trackers(model, trackers):
 
 
 def _noise_state(model):
-    return np.asarray(model.seed_generator.state).tolist()
+    """The noise generator's state; [] for a model without one (`DrawClassifier` draws no noise)."""
+    generator = getattr(model, "seed_generator", None)
+    return [] if generator is None else np.asarray(generator.state).tolist()
 
 
 def _tracker_state(model):

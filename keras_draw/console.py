@@ -1,4 +1,5 @@
-"""What the commands print: TensorFlow started without its C++ start-up lines, and one way to fail.
+"""What the commands print: TensorFlow started without its C++ start-up lines, one way to fail,
+and one way to stop (Ctrl-C or SIGTERM: one line, exit status 130 or 143).
 
 TensorFlow's native side writes to file descriptor 2 while it loads and while it first looks for
 devices (absl's "All log messages before absl::InitializeLog()", "Could not find cuda drivers",
@@ -13,6 +14,7 @@ This module imports nothing heavy: commands call it before TensorFlow is importe
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 
@@ -32,7 +34,7 @@ def native_stderr_to_file():
         os.dup2(captured.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:  # not on Ctrl-C or SIGTERM, which print one line of their own
             os.dup2(saved, 2)
             captured.seek(0)
             os.write(2, captured.read())
@@ -106,3 +108,48 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception (`catch_stops`), so that a command unwinds as on Ctrl-C: its
+    `finally` blocks remove what was half-written. A BaseException, as KeyboardInterrupt is, so
+    that no `except Exception` takes it for a failure of what it interrupted."""
+
+
+# What stops a command: Ctrl-C and SIGTERM.
+STOPS = (KeyboardInterrupt, Terminated)
+
+
+def raise_terminated(signum, frame):
+    """A SIGTERM handler: raises `Terminated` where the program is."""
+    raise Terminated()
+
+
+def stopped(program, stop, outcome=None):
+    """The one way a command stops on Ctrl-C or SIGTERM (`stop`, one of `STOPS`): `program:
+    interrupted; outcome.` in one line on stderr, and the exit status it returns, 128 + the
+    signal's number (130, 143: the shell's convention). `outcome` says what is kept."""
+    terminated = isinstance(stop, Terminated)
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    print(f"{program}: {what}{f'; {outcome}' if outcome else ''}.", file=sys.stderr)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+def catch_stops(program):
+    """For a command's process, first thing: SIGTERM raises `Terminated` from here on, and a
+    Ctrl-C or SIGTERM that its `main` does not catch (while modules import, say) ends the process
+    with `stopped`'s one line and status instead of a traceback.
+
+    A command's `main` catches `STOPS` itself, to say what it keeps:
+        except console.STOPS as stop:
+            return console.stopped("export.py", stop, "no version was written")
+    """
+    signal.signal(signal.SIGTERM, raise_terminated)
+    previous = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        if not issubclass(kind, STOPS):
+            return previous(kind, value, traceback)
+        status = stopped(program, value)
+        sys.stdout.flush(), sys.stderr.flush()
+        os._exit(status)  # after this hook the interpreter would exit with status 1 (the stack has unwound)
+
+    sys.excepthook = excepthook

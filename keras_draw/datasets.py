@@ -1,17 +1,20 @@
-"""Input pipelines for DRAW: image-only `tf.data` datasets, one builder for notebooks and train.py.
+"""Input pipelines for DRAW: `tf.data` datasets, one builder for notebooks and train.py.
 
 `load(name)` returns the `Splits` of a data set; `train, validation, test = load(name)` unpacks
 its three pipelines. Every element is a float32 batch of images, shape
-`(batch, height, width, channels)` with values in [0, 1] and an unknown batch dimension. Labels
-are dropped: DRAW models p(x) only. Where the images come from is `keras_draw.data_sources`.
+`(batch, height, width, channels)` with values in [0, 1] and an unknown batch dimension. The
+generative data sets drop their labels, since DRAW models p(x) only; a classification data set
+(`cluttered_mnist`, for `DrawClassifier`) gives (images, labels) pairs, labels int64 of shape
+(batch,). Where the images come from is `keras_draw.data_sources`.
 
 Each training epoch is a pure function of (seed, epoch) (`Splits.epoch`): its order comes from a
 shuffle seeded by both and, for `mnist`, its binarization from seeds of (seed, epoch, batch).
-`mnist` is binarized dynamically: every training image is re-sampled as Bernoulli(intensity)
+`mnist` (and `two_digit_mnist`, made of its digits: `BINARIZED_AFRESH`) is binarized
+dynamically: every training image is re-sampled as Bernoulli(intensity)
 each epoch, while validation and test are sampled once, seeded by image index, so evaluation
 figures are comparable between epochs and runs; its numbers are not comparable with the paper's
 (docs/paper.md, pitfall 5: that is `binarized_mnist`, a fixed binarization). `greyscale=True`
-keeps mnist's intensities.
+keeps their intensities.
 """
 
 import itertools
@@ -19,10 +22,13 @@ import random
 
 import tensorflow as tf
 
-from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, image_shape, split_images
+from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, has_labels, image_shape, split_images
 from keras_draw.layers.validation import check_positive
 
-__all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "image_shape", "load"]
+# The data sets of MNIST's greyscale digits, binarized afresh each training epoch.
+BINARIZED_AFRESH = ("mnist", "two_digit_mnist")
+
+__all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "has_labels", "image_shape", "load"]
 
 
 class Splits:
@@ -30,7 +36,8 @@ class Splits:
 
     `train`, `validation`, `test`: batched pipelines; `train` yields epoch `initial_epoch` when it
     is first iterated, and the next epoch at each later pass (as `fit` does once per epoch).
-    `images`: the training images, unbatched and cached, in storage order.
+    `images`: the training images (with their labels, for a classification data set),
+    unbatched and cached, in storage order.
     `epoch(e)`: the batches of epoch e alone, from any step (for exact resumption).
     """
 
@@ -74,7 +81,8 @@ class Splits:
 
     def mean_image(self):
         """The mean training image (B, A, C), of the intensities: for `Draw.initialize_canvas`."""
-        batches = self.images.batch(10_000)
+        images = self.images.map(lambda x, *label: x)  # without labels, if any
+        batches = images.batch(10_000)
         total, count = batches.reduce(
             (tf.zeros(batches.element_spec.shape[1:]), tf.constant(0.0)),
             lambda state, x: (state[0] + tf.reduce_sum(x, axis=0), state[1] + tf.cast(tf.shape(x)[0], tf.float32)),
@@ -90,7 +98,7 @@ class Splits:
         def next_epoch():
             yield from self.epoch(next(epochs)).as_numpy_iterator()
 
-        spec = tf.TensorSpec((None, *self.images.element_spec.shape), tf.float32)
+        spec = tf.nest.map_structure(lambda s: tf.TensorSpec((None, *s.shape), s.dtype), self.images.element_spec)
         train = tf.data.Dataset.from_generator(next_epoch, output_signature=spec)
         train = train.apply(tf.data.experimental.assert_cardinality(self.num_batches()))
         return train.prefetch(tf.data.AUTOTUNE)
@@ -106,7 +114,7 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
         data_dir: tfds data directory (None: the tfds default, ~/tensorflow_datasets).
         manual_dir: a folder holding the data set's original files, for building without
             network. For `mnist` it defaults to the files bundled with this package.
-        greyscale: `mnist` only: keep intensities instead of binarizing.
+        greyscale: `BINARIZED_AFRESH` data sets only: keep intensities instead of binarizing.
         seed: seeds the training shuffle and mnist's per-epoch binarization; the same seed
             gives the same sequence of epochs in a fresh pipeline. None: one drawn from Python's
             `random` (which `keras.utils.set_random_seed` seeds).
@@ -127,7 +135,7 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
     if seed is None:
         seed = random.randrange(2**31)
     train, validation, test = split_images(name, data_dir=data_dir, manual_dir=manual_dir)
-    binarize = name == "mnist" and not greyscale
+    binarize = name in BINARIZED_AFRESH and not greyscale
     if binarize:  # once, seeded by image index: the same in every epoch and every run
         validation, test = (_binarize(ds, tf.data.Dataset.counter()) for ds in (validation, test))
     validation, test = (ds.batch(batch_size).prefetch(tf.data.AUTOTUNE) for ds in (validation, test))

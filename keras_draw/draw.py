@@ -21,7 +21,7 @@ from keras import ops
 
 from keras_draw import inputs, loop, losses, presets
 from keras_draw.layers import AttentiveRead, AttentiveWrite, GaussianLatent, Read, Write
-from keras_draw.layers.validation import check_grid_size, check_positive
+from keras_draw.layers.validation import check_clip_norm, check_grid_size, check_positive
 from keras_draw.training_step import TrainingStep
 
 
@@ -64,8 +64,7 @@ class Draw(TrainingStep, keras.Model):
         super().__init__(**kwargs)
         check_positive(image_height=image_height, image_width=image_width, channels=channels, num_steps=num_steps,
                        encoder_units=encoder_units, decoder_units=decoder_units, latent_dim=latent_dim)
-        if clip_norm is not None and not clip_norm >= 0:
-            raise ValueError(f"`clip_norm` must be positive or None. Received: clip_norm={clip_norm}")
+        check_clip_norm(clip_norm)
         if attention:
             check_grid_size("read_n", read_n, image_height, image_width)
             check_grid_size("write_n", write_n, image_height, image_width)
@@ -152,11 +151,9 @@ class Draw(TrainingStep, keras.Model):
         [1e-3, 1 − 1e-3], which keeps c_0 finite where a pixel is always 0 or always 1.
 
         Args:
-            mean_image: (B, A, C), the mean of the training images, in [0, 1].
+            mean_image: (B, A, C), the mean of the training images, in [0, 1] (else ValueError).
         """
-        p = ops.convert_to_tensor(mean_image, dtype="float32")
-        if tuple(p.shape) != self.image_shape:
-            raise ValueError(f"Expected a mean image of shape {self.image_shape}. Received: shape={tuple(p.shape)}")
+        p = inputs.check_mean_image(self.image_shape, mean_image)
         p = ops.clip(p, CANVAS_MEAN_BOUND, 1.0 - CANVAS_MEAN_BOUND)
         self.c_0.assign(ops.log(p) - ops.log1p(-p))  # σ(c_0) = p
 
@@ -192,7 +189,7 @@ class Draw(TrainingStep, keras.Model):
         `compiled` runs the steps as `fit` and `evaluate` do (`loop_settings`: on a CPU, XLA
         on the step body and the steps unrolled), for passes over many images.
         """
-        inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
         names = ["mu", "log_sigma", "z"]
         if return_sequence:
             names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
@@ -242,7 +239,7 @@ class Draw(TrainingStep, keras.Model):
         sample), shape (batch, B, A, C) in [0, 1]; with `return_sequence`, also `canvases` σ(c̃_t)
         of every step and, with attention, `write_window`.
         """
-        inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
         batch_size = ops.shape(epsilon)[0]
         state = (
             self._initial(self.c_0, batch_size),
@@ -276,7 +273,7 @@ class Draw(TrainingStep, keras.Model):
         x = inputs.check_images(self.image_shape, x)
         if epsilon is None:
             epsilon = self.sample_noise(ops.shape(x)[0])
-        inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
         jit_step, unroll = self.loop_settings() if compiled else (False, False)
         return self._negative_elbo(x, epsilon, jit_step=jit_step, unroll=unroll)
 
@@ -288,18 +285,18 @@ class Draw(TrainingStep, keras.Model):
     # === Public conveniences ===
 
     def call(self, x, training=False):
-        """The mean reconstruction σ(c_T) of a batch of images, with fresh noise."""
-        x = ops.cast(x, "float32")  # Keras casts a model's inputs to a mixed policy's compute dtype
-        return ops.sigmoid(self.infer(x, self.sample_noise(ops.shape(x)[0]))["canvas"])
+        """The mean reconstruction σ(c_T) of a batch of images in [0, 1], with fresh noise (what
+        `predict` returns). `fit` and `evaluate` do not call it: its checks cost them nothing."""
+        return self.reconstruct(x)
 
     def generate(self, num_images, seed=None):
         """`num_images` generated images, (num_images, B, A, C) in [0, 1] (eqs. 13-16)."""
-        check_positive(num_images=num_images)
+        num_images = inputs.check_num_images(self, num_images)
         return self.decode(self.sample_noise(num_images, seed))["images"]
 
     def generate_sequence(self, num_images, seed=None):
         """Generation with every step's canvas and write window (see `decode`)."""
-        check_positive(num_images=num_images)
+        num_images = inputs.check_num_images(self, num_images, return_sequence=True)
         return self.decode(self.sample_noise(num_images, seed), return_sequence=True)
 
     def reconstruct(self, x, seed=None):

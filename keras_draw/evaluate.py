@@ -24,7 +24,8 @@ import sys
 
 from keras_draw import console
 
-if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start-up lines
+if __name__ == "__main__":  # a command: one line on Ctrl-C; TensorFlow starts without its C++ start-up lines
+    console.catch_stops("evaluate")
     console.start_tensorflow()
 
 import keras
@@ -33,6 +34,7 @@ import tensorflow as tf
 
 from keras_draw import datasets, losses
 from keras_draw.files import WriteError, write_json
+from keras_draw.layers.validation import check_fits_in_memory
 from keras_draw.model_file import (add_model_flags, check_model_flags, flags_of, load_model, model_from_flags,
                                    preset_model_name, shipped_dataset)
 from keras_draw.run_files import RunFiles
@@ -147,6 +149,8 @@ def evaluate(model, dataset, split="test", importance_samples=100, batch_size=10
     """
     check_options(split, importance_samples, batch_size, max_images, importance_batch_size)
     model = load_model(model)
+    for flag, count in (("batch_size", batch_size), ("importance_batch_size", importance_batch_size)):
+        check_fits_in_memory(flag, count, pass_bytes(model), "an image (or image and sample) of a pass", flag=True)
     name = dataset if isinstance(dataset, str) else None
     batches, num_batches = _batches(dataset, split, batch_size, data_dir, manual_dir, seed, max_images)
     batches = _checked_batches(model, batches, max_images)
@@ -194,6 +198,14 @@ def bits_per_dim(nats, dimensions):
 
 # The most of each option that can be meant: a batch beyond any split, K beyond what any machine evaluates.
 MAXIMA = {"importance_samples": 10**6, "batch_size": 2**16, "importance_batch_size": 2**20}
+
+
+def pass_bytes(model):
+    """About the memory that one image (or (image, sample) pair) of an inference pass takes, in
+    bytes: in float32, its noise ε (drawn, moved time-major, checked), the μ, log σ and z of every
+    step, the image, the canvas and its sigmoid, and the LSTMs' states and gates."""
+    t, z = model.num_steps, model.latent_dim
+    return 4 * (6 * t * z + 3 * math.prod(model.image_shape) + 6 * (model.encoder_units + model.decoder_units))
 
 
 def check_options(split="test", importance_samples=0, batch_size=100, max_images=None, importance_batch_size=1000):
@@ -305,6 +317,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    writing = False
     try:
         check_options(args.split, args.importance_samples, args.batch_size, args.max_images, args.importance_batch_size)
         check_model_flags(args.model, args.preset, args.weights)
@@ -324,7 +337,11 @@ def main(argv=None):
         model = model_from_flags(args.model, args.preset, args.weights, compile=False)
         result = evaluate(model, dataset, args.split, args.importance_samples, args.batch_size, data_dir, manual_dir,
                           args.max_images, args.seed, args.importance_batch_size, verbose=args.verbose)
+        writing = True
         write_json(output, result)
+    except console.STOPS as stop:  # write_json writes whole or not at all
+        return console.stopped(PROGRAM, stop, f"{output} is whole (the new result, or what it held before)" if writing
+                               else "nothing was written")
     except (ValueError, datasets.DatasetUnavailableError) as err:
         return console.fail(PROGRAM, err)
     except WriteError as err:  # a full disk: a failure of the run, not of its input

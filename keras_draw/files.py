@@ -1,5 +1,6 @@
-"""Files written whole or not at all (a temporary name, then an atomic rename into place), and a
-folder that one process at a time writes into (an advisory lock)."""
+"""Files written whole or not at all (a temporary name, then an atomic rename into place), files
+read with errors that tell a file that cannot be read from a damaged one, and a folder that one
+process at a time writes into (an advisory lock)."""
 
 import contextlib
 import errno
@@ -27,20 +28,26 @@ class WriteError(OSError):
     replace, if any, is untouched and nothing half-written is left behind."""
 
 
+PARTIAL_PREFIX = ".partial-"
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path with `path`'s file name; renames it to `path` on success.
 
     The temporary file lies in a fresh folder beside `path` (same file system, so the rename is
-    atomic), keeps the file name (Keras insists on the `.keras` suffix), and is removed on failure.
-    Killing the process at any instant leaves either the old file or the new one. An OSError
-    while writing (ENOSPC: a full disk) becomes a `WriteError` naming `path`.
+    atomic), keeps the file name (Keras insists on the `.keras` suffix), and is removed on failure
+    or on Ctrl-C. Killing the process at any instant leaves either the old file or the new one.
+    An OSError while writing (ENOSPC: a full disk) becomes a `WriteError` naming `path`.
+
+    The folder is held locked while it is written (flock on a `.lock` file in it): one that a
+    killed process left (SIGKILL, or a crash) is no longer locked, and the next write into the
+    same folder removes it, while another process's write in progress is left alone.
     """
     path = os.fspath(path)
-    try:
-        folder = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(os.path.abspath(path)))
-    except OSError as err:
-        raise _write_error(path, err) from None
+    parent = os.path.dirname(os.path.abspath(path))
+    remove_abandoned_partials(parent)
+    folder, lock = _locked_partial_folder(parent, path)
     try:
         temporary = os.path.join(folder, os.path.basename(path))
         yield temporary
@@ -51,6 +58,71 @@ def atomic_path(path):
         raise _write_error(path, err) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+
+
+def _locked_partial_folder(parent, path):
+    """A fresh ".partial-*" folder in `parent` and the descriptor of its lock file, locked where the
+    file system has locks (None without fcntl)."""
+    while True:
+        try:
+            folder = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=parent)
+        except OSError as err:
+            raise _write_error(path, err) from None
+        if fcntl is None:
+            return folder, None
+        lock = os.path.join(folder, LOCK_FILE)
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # another process's `remove_abandoned_partials` removed it: another
+            continue
+        except OSError as err:
+            raise _write_error(path, err) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock)):
+                return folder, descriptor
+        except BlockingIOError:  # taken for abandoned between its making and its locking
+            pass
+        except FileNotFoundError:  # ... and removed
+            pass
+        except OSError:  # no locks on this file system: then nothing is removed as abandoned either
+            return folder, descriptor
+        os.close(descriptor)
+
+
+def _try_lock(path):
+    """The descriptor of the existing file `path`, exclusively locked (flock); None if another
+    process holds it, it is missing, or the file system cannot lock."""
+    if fcntl is None:
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by its writer, or no locks on this file system
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def remove_abandoned_partials(folder):
+    """Removes the ".partial-*" folders of `atomic_path` in `folder` whose writer is gone: their
+    lock is free. A folder without a lock file is left alone (its writer may be about to lock it)."""
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(PARTIAL_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        lock = _try_lock(os.path.join(folder, name, LOCK_FILE))
+        if lock is not None:
+            try:
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            finally:
+                os.close(lock)
 
 
 def _write_error(path, err):
@@ -59,6 +131,68 @@ def _write_error(path, err):
     failure = WriteError(f"could not write {path}: {reason}")
     failure.errno = err.errno
     return failure
+
+
+class UnreadableError(ValueError):
+    """A file exists but cannot be read (no permission, a folder in its place, an I/O error). It may
+    be sound: it is left as it is, and no message calls it damaged or asks to delete it."""
+
+
+def unreadable(path, err, what=""):
+    """An UnreadableError naming `path` (after `what`, e.g. "Checkpoint ") and the cause."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    advice = "it was left as it is"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        advice = "it may be sound: run as a user who may read it, or give read permission; it was left as it is"
+    return UnreadableError(f"{what}{path} cannot be read ({reason}): {advice}.")
+
+
+def file_exists(path, what=""):
+    """Whether `path` exists; UnreadableError where that cannot be known (a folder on the way
+    that may not be searched): taken for a missing file, a good one would be overwritten."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise unreadable(path, err, what) from None
+    return True
+
+
+def read_bytes(path, what=""):
+    """The bytes of the file at `path`; UnreadableError if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise unreadable(path, err, what) from None
+
+
+def check_readable(path, what=""):
+    """UnreadableError unless the file at `path` can be opened for reading (before a library,
+    h5py or numpy, that would call it damaged)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise unreadable(path, err, what) from None
+
+
+def read_json(path, what=""):
+    """The JSON value of the UTF-8 file at `path`. UnreadableError if it cannot be read;
+    ValueError saying what its text is ("an empty file", "not UTF-8 text: ...", "not JSON: ..."),
+    for the caller to name the file."""
+    data = read_bytes(path, what)
+    if not data.strip():
+        raise ValueError("an empty file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 text: byte {data[err.start]:#04x} at offset {err.start}") from None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"not JSON: {err}") from None
 
 
 def weights_bytes(model):
@@ -131,21 +265,46 @@ def write_json(path, value):
 
 @contextlib.contextmanager
 def exclusive_folder(folder):
-    """Holds an exclusive lock on the existing `folder` for the block, or raises FolderInUseError
-    at once if another process holds it: two training runs writing into one output directory would
-    overwrite each other's checkpoints. The lock (flock on `folder/.lock`) dies with its process,
-    however that ends, so a killed run leaves nothing stale behind."""
-    if fcntl is None:
+    """Holds an exclusive lock on `folder` for the block, or raises FolderInUseError at once if
+    another process holds it: two training runs writing into one output directory would overwrite
+    each other's checkpoints. The lock (flock on `folder/.lock`) dies with its process, however
+    that ends, so a killed run leaves nothing stale behind.
+
+    A missing `folder` is made (so that a new folder too has one owner from the start), and removed
+    again, with the parents made for it, if the block fails having written nothing into it.
+    """
+    made, lock = missing_folders(folder), os.path.join(folder, LOCK_FILE)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644) if fcntl else None
+    except OSError as err:
+        raise _write_error(lock, err) from None
+    if descriptor is None:
         yield
         return
-    descriptor = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FolderInUseError(f"{folder} is in use by another training run (it holds "
-                                   f"{os.path.join(folder, LOCK_FILE)}): stop that run, or use another "
-                                   "output directory.") from None
-        yield
+            raise FolderInUseError(f"{folder} is in use by another training run (it holds {lock}): stop that "
+                                   "run, or use another output directory.") from None
+        try:
+            yield
+        except BaseException:
+            if made and os.listdir(folder) == [LOCK_FILE]:  # removed while still held: no one else has it
+                os.remove(lock)
+                for path in made:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(path)
+            raise
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def missing_folders(path):
+    """The folders `os.makedirs(path)` would make, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing

@@ -1,11 +1,25 @@
-"""What a `Draw` is given, checked: images in [0, 1] of its shape, noise of its shape, and a seed
-that fixes its initial weights."""
+"""What a `Draw` is given, checked: images in [0, 1] of its shape, finite noise of its shape, a
+mean image in [0, 1], a count of images, and a seed that fixes its initial weights."""
 
 import contextlib
+import math
 import random
 
+import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from keras_draw.layers.validation import check_count, check_fits_in_memory
+
+
+RANGE_MESSAGE = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
+
+
+def check_shape(image_shape, x):
+    """ValueError unless x has the static shape (batch, *image_shape)."""
+    if tuple(x.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, image_shape))}). "
+                         f"Received: shape={tuple(x.shape)}")
 
 
 def check_images(image_shape, data):
@@ -13,22 +27,63 @@ def check_images(image_shape, data):
     an assertion that they lie in [0, 1]."""
     x = data[0] if isinstance(data, (tuple, list)) else data
     x = ops.convert_to_tensor(x, dtype="float32")
-    if tuple(x.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, image_shape))}). "
-                         f"Received: shape={tuple(x.shape)}")
+    check_shape(image_shape, x)
     in_range = ops.logical_and(ops.min(x) >= 0.0, ops.max(x) <= 1.0)  # False for NaN too
-    message = "Images must hold values in [0, 1], without NaN (scale uint8 images by 1/255)."
-    with tf.control_dependencies([tf.debugging.Assert(in_range, [message])]):
+    with tf.control_dependencies([tf.debugging.Assert(in_range, [RANGE_MESSAGE])]):
         return tf.identity(x)
 
 
+def check_image_array(image_shape, x):
+    """`check_images` for an array, at once: a float32 numpy array, or ValueError."""
+    x = np.asarray(x, dtype=np.float32)
+    check_shape(image_shape, x)
+    if not (x.size == 0 or (np.min(x) >= 0.0 and np.max(x) <= 1.0)):  # False for NaN too
+        raise ValueError(f"{RANGE_MESSAGE} Received: values in [{np.min(x)}, {np.max(x)}]")
+    return x
+
+
 def check_noise(epsilon, num_steps, latent_dim):
-    """ValueError unless ε has the shape (batch, T, |z|) (where its shape is known)."""
+    """ε as a float32 tensor, after a check of its shape (batch, T, |z|) (where its shape is known,
+    else a ValueError); in the graph, an assertion that it is finite (NaN noise gives NaN images)."""
     expected = (None, num_steps, latent_dim)
     shape = tuple(epsilon.shape)
     if len(shape) != 3 or any(s is not None and e is not None and s != e for s, e in zip(shape, expected)):
         raise ValueError(f"Expected noise of shape (batch, {num_steps}, {latent_dim}): T = "
                          f"{num_steps} steps of |z| = {latent_dim}. Received: shape={shape}")
+    epsilon = ops.convert_to_tensor(epsilon, dtype="float32")
+    finite = ops.all(ops.isfinite(epsilon))
+    with tf.control_dependencies([tf.debugging.Assert(finite, ["Noise must be finite (no NaN or infinity)."])]):
+        return tf.identity(epsilon)
+
+
+def check_mean_image(image_shape, mean_image):
+    """The mean image (B, A, C) as a float32 array; ValueError, quoting the first bad value and
+    where it lies, unless it has that shape and values in [0, 1]."""
+    p = np.asarray(mean_image, dtype=np.float32)
+    if p.shape != tuple(image_shape):
+        raise ValueError(f"Expected a mean image of shape {tuple(image_shape)}. Received: shape={p.shape}")
+    outside = ~((p >= 0.0) & (p <= 1.0))  # NaN too
+    if outside.any():
+        index = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(f"A mean image must hold values in [0, 1], without NaN. Received: {p[index]} at {index}")
+    return p
+
+
+def check_num_images(model, num_images, return_sequence=False):
+    """`num_images` for `model.generate` as a Python int: a positive integer of any integer type
+    whose generation fits in memory (`check_fits_in_memory`), else ValueError.
+
+    One image takes, in float32: its noise ε twice (drawn, then moved time-major), the canvas
+    and its sigmoid, the decoder's state and gates; with `return_sequence` its T canvases twice
+    (stacked, then moved batch-major) and windows.
+    """
+    num_images = check_count("num_images", num_images)
+    t, pixels = model.num_steps, math.prod(model.image_shape)
+    floats = 2 * t * model.latent_dim + 2 * pixels + 6 * model.decoder_units
+    if return_sequence:
+        floats += 2 * t * (pixels + 5)
+    check_fits_in_memory("num_images", num_images, 4 * floats, "a generated image")
+    return num_images
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ import json
 import os
 import zipfile
 
+from keras_draw.files import check_readable
+
 
 def check_model_file(path):
     """ValueError (one line, quoting `path`) unless it is a .keras archive of a keras_draw Draw."""
@@ -20,6 +22,7 @@ def check_model_file(path):
         raise ValueError(f"Model file not found. Received: model={path!r}")
     if not path.endswith(".keras"):
         raise ValueError(f"The model must be a .keras file saved by train.py. Received: model={path!r}")
+    check_readable(path)  # before zipfile, which calls a file it cannot open "not a zip file"
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path!r} is not a .keras file: not a zip archive (random bytes, or a truncated or empty file)")
     try:

@@ -2,14 +2,14 @@
 the callbacks that write them. Training, evaluation, pictures and publishing know a run through it."""
 
 import csv
-import json
+import io
 import os
 
 import keras
 
 from keras_draw.callbacks import SampleGrid
 from keras_draw.checkpoint import Checkpoint
-from keras_draw.files import atomic_path, save_model
+from keras_draw.files import UnreadableError, atomic_path, file_exists, read_bytes, read_json, save_model
 
 
 class RunFiles:
@@ -18,8 +18,9 @@ class RunFiles:
     model.keras          the trained model (`keras.saving.load_model` loads it)
     config.json          the run's options, the model's configuration and the malloc library it ran
                          with (`read_config`; keras_draw/malloc.py)
-    metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats
-    test_metrics.json    the same three on the test split after training
+    metrics.csv          loss, reconstruction_loss, kl_loss (and val_*) per epoch, in nats; for the
+                         classifier, loss (the cross-entropy) and accuracy
+    test_metrics.json    the same on the test split after training
     logs/                TensorBoard logs (losses, and a grid of samples every epoch)
     samples.png          generated images
     reconstructions.png  test images over their reconstructions
@@ -27,6 +28,8 @@ class RunFiles:
     drawing_steps.png    selected steps of that drawing, a strip per image
     reconstruction_drawing.gif, reconstruction_steps.png   the same for test images, read
                          window in green
+    glimpses.png, glimpses.gif   the classifier's instead of the five above: its glimpses on test
+                         images, read window in green (keras_draw.glimpse_pictures)
     best.weights.h5      the weights of the epoch with the lowest validation loss so far
     checkpoint/          the latest checkpoint, from which a rerun resumes (`latest_checkpoint`)
     recipe_changes.json  written by hand, by whoever changed a resumable option mid-run: at which
@@ -52,15 +55,16 @@ class RunFiles:
         """The run whose folder holds the model file `model_path` (RUN/model.keras)."""
         return cls(os.path.dirname(os.path.abspath(model_path)))
 
-    def create(self):
-        os.makedirs(self.output_dir, exist_ok=True)
-
     def latest_checkpoint(self):
         return Checkpoint(self.checkpoint)
 
     def callbacks(self):
+        """DRAW's: TensorBoard, and a grid of samples every epoch."""
+        return [self.tensorboard(), SampleGrid(os.path.join(self.logs, "samples"))]
+
+    def tensorboard(self):
         # No graph: the step loop makes it large and slow to write, and it is of little use.
-        return [keras.callbacks.TensorBoard(self.logs, write_graph=False), SampleGrid(os.path.join(self.logs, "samples"))]
+        return keras.callbacks.TensorBoard(self.logs, write_graph=False)
 
     def write_metrics(self, history):
         """Writes the per-epoch history rows as CSV, atomically."""
@@ -76,36 +80,42 @@ class RunFiles:
     def read_metrics(self):
         """The rows `write_metrics` wrote, as {column: float}, without the cells a row left empty;
         [] without metrics.csv."""
-        if not os.path.exists(self.metrics):
+        if not file_exists(self.metrics):
             return []
-        with open(self.metrics, newline="") as f:
-            return [{name: float(value) for name, value in row.items() if value != ""} for row in csv.DictReader(f)]
+        text = read_bytes(self.metrics).decode("utf-8")
+        return [{name: float(value) for name, value in row.items() if value != ""}
+                for row in csv.DictReader(io.StringIO(text, newline=""))]
 
     def save_model(self, model):
         save_model(model, self.model)
 
     def read_config(self):
         """config.json as train.py writes it, {"options": its options, "model": the model's
-        configuration}; None without the file; ValueError naming it where it is not that."""
-        if not os.path.exists(self.config):
+        configuration}; None without the file; UnreadableError if it cannot be read, ValueError
+        naming it and saying what it holds where it is not that."""
+        if not file_exists(self.config):
             return None
         try:
-            with open(self.config) as f:
-                config = json.load(f)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{self.config} cannot be read ({err})") from None
+            config = read_json(self.config)
+        except UnreadableError:
+            raise
+        except ValueError as err:
+            raise ValueError(f"{self.config} is {err}") from None
         if not isinstance(config, dict) or not isinstance(config.get("options"), dict):
             raise ValueError(f'{self.config} must be a JSON object whose "options" is an object')
         return config
 
     def data_options(self, dataset=None, data_dir=None, manual_dir=None):
         """(dataset, data_dir, manual_dir), each the given one or else the run's, from config.json
-        (None where neither says; a damaged config.json says nothing). The run's folders are taken
-        only where they exist from here (they were written relative to where train.py ran), its
-        manual_dir only for its own dataset."""
+        (None where neither says). Without `dataset`, a config.json that cannot be read or is
+        damaged is an error naming it (the dataset was to come from it); with one, it says nothing.
+        The run's folders are taken only where they exist from here (they were written relative
+        to where train.py ran), its manual_dir only for its own dataset."""
         try:
             options = (self.read_config() or {"options": {}})["options"]
-        except ValueError:
+        except ValueError as err:
+            if dataset is None:
+                raise ValueError(f"{str(err).rstrip('.')}; it names the run's dataset: give --dataset.") from None
             options = {}
         folder = lambda key: options[key] if isinstance(options.get(key), str) and os.path.isdir(options[key]) else None
         run_dataset = options.get("dataset") if isinstance(options.get("dataset"), str) else None
@@ -115,13 +125,14 @@ class RunFiles:
 
     def read_recipe_changes(self):
         """recipe_changes.json, [{"epoch", "change", "why"}]; [] without one. ValueError if damaged."""
-        if not os.path.exists(self.recipe_changes):
+        if not file_exists(self.recipe_changes):
             return []
         try:
-            with open(self.recipe_changes) as f:
-                changes = json.load(f)
+            changes = read_json(self.recipe_changes)
+        except UnreadableError:
+            raise
         except ValueError as err:
-            raise ValueError(f"{self.recipe_changes} cannot be read ({err})") from None
+            raise ValueError(f"{self.recipe_changes} is {err}") from None
         if not isinstance(changes, list) or not all(isinstance(c, dict) and {"epoch", "change", "why"} <= set(c)
                                                     for c in changes):
             raise ValueError(f'{self.recipe_changes} must be a list of {{"epoch", "change", "why"}} entries')

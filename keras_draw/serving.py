@@ -1,36 +1,123 @@
-"""A trained DRAW as a SavedModel that TensorFlow Serving loads: signatures and export.
+"""A trained model as a SavedModel that TensorFlow Serving runs: its signatures, their input checks, export.
 
-`export(model, export_dir)` writes `<export_dir>/<version>/saved_model.pb` and `variables/`,
-TF Serving's layout, with a signature for each pass of the model in `PASSES` (`generate`, also
-`serving_default`; `draw`; `reconstruct`; `elbo`): it takes the noise (batch, T, |z|), after the
-images for the last two, and returns a dict of named tensors (export/README.md documents their
-shapes). Each has a `<name>_seeded` twin that takes one int64 `seed` per row in place of the noise:
-row i's noise is `tf.random.stateless_normal((T, |z|), seed=[seed_i, 0])` (eq. 13's z̃_t ~ N(0, I)
-for generation, eq. 6's ε for inference), so a client without numpy gets the same images for the
-same seed, and a row's result does not depend on the rest of its batch.
+`export(model, model_base_path)` writes `<model_base_path>/<version>/saved_model.pb` and
+`variables/`, TF Serving's layout, with a signature for each pass in the model's table (`SERVED`).
+A `Draw` has `generate` (also `serving_default`), `draw`, `reconstruct` and `elbo`: each takes
+the noise ε (batch, T, |z|), after the images for the last two, and returns a dict of named
+tensors (export/README.md documents their shapes). A pass that takes noise also has a
+`<name>_seeded` twin taking one int64 `seed` per row instead: row i's noise is
+`tf.random.stateless_normal((T, |z|), seed=[seed_i, 0])` (eq. 13's z̃_t ~ N(0, I) for generation,
+eq. 6's ε for inference), so a client without numpy gets the same images for the same seed, and a
+row's result does not depend on the rest of its batch.
 
-The inputs are declared with unknown rank: a TensorSpec with fixed dimensions would let the
-graph's own checks fold away at trace time, and TF Serving does not check a request against the
-declared shape. So the graph checks every input itself, one check after another, and rejects a
-bad request with InvalidArgument naming the input and the shape it expects (wrong rank or size,
-NaN or infinity, pixels outside [0, 1]). Every op is a stock TensorFlow op: no py_function.
+The export is written by Keras's `ExportArchive`, which saves the variables the signatures read.
+It is not given the model to `track`: with the TensorFlow backend, a tracked Keras variable is
+saved as a second copy of its tf.Variable, and TF Serving's loader (a session whose variables
+are restored through the saver_def) restores the copy and never the variable the signatures read
+("Could not find variable draw/h_dec_0").
 
-A request's batch is capped (`max_batch`, default MAX_BATCH rows): TF Serving itself sets no
-limit, and the memory of one request grows with its rows (the noise, the activations, the answer
-that TF Serving turns into JSON: at the mnist preset ~155 KB a row of `generate_seeded`, 200 KB of
-canvases a row of `draw`), so one request of 100,000 seeds would take a server's memory. The cap
-is checked first, before any noise is drawn or any pass runs.
+Inputs declare their shapes with an open batch dimension (`noise` (-1, T, |z|)), which
+`saved_model_cli show` and TF Serving's metadata endpoint report. TF Serving does not hold a
+request to them: a tensor of any shape reaches the graph. So the graph checks every input itself,
+one check after another, and refuses a bad request with InvalidArgument naming the input and what
+it must be (wrong rank or size, NaN or infinity, pixels outside [0, 1], more rows than
+`max_batch`). The checks read each input with its static shape forgotten, since TensorFlow folds
+away a check that the declared shape makes look redundant (a wrong rank then got through).
+Every op is a stock TensorFlow op: no py_function.
+
+A request's rows are capped (`max_batch`, default MAX_BATCH): TF Serving itself sets no limit,
+and a request's memory grows with its rows (at the mnist preset, `draw`'s canvases alone are
+64 × 28 × 28 float32 values, 200 KB a row). The cap is checked before any noise is drawn or any
+pass runs.
+
+An interrupted export (Ctrl-C, SIGTERM) leaves no version: the signal is held while the SavedModel
+is written (`_signals_held`), then stops the export before the version is renamed into place.
 """
 
+import contextlib
 import os
 import re
+import signal
+import threading
+from typing import Callable, NamedTuple
 
+import keras
 import tensorflow as tf
 
+from keras_draw.draw import Draw
 from keras_draw.files import atomic_path
 from keras_draw.images import window_box
 
 MAX_BATCH = 1024  # rows per request, by default (see the module's docstring)
+
+
+# === The inputs ===
+
+
+class Input(NamedTuple):
+    """A signature input: its dtype, the shape of one row, and that shape as messages spell it."""
+
+    dtype: tf.DType
+    row_shape: Callable  # model -> tuple
+    description: Callable  # model -> str
+    pixels: bool = False  # values in [0, 1]
+
+
+INPUTS = {
+    "images": Input(tf.float32, lambda model: model.image_shape,
+                    lambda model: "(batch, height, width, channels) = (batch, {}, {}, {})".format(*model.image_shape),
+                    pixels=True),
+    "noise": Input(tf.float32, lambda model: (model.num_steps, model.latent_dim),
+                   lambda model: f"(batch, T, latent_dim) = (batch, {model.num_steps}, {model.latent_dim})"),
+    "seed": Input(tf.int64, lambda model: (), lambda model: "(batch,), one integer per row"),
+}
+
+
+# === The passes of each model class ===
+
+
+class Pass(NamedTuple):
+    """A signature: `run(model, *inputs)` returns a dict holding (those the model has of) `outputs`.
+
+    `inputs` are names in INPUTS; a pass that takes "noise" is also exported as `<name>_seeded`.
+    """
+
+    inputs: tuple
+    run: Callable
+    outputs: tuple
+
+
+def _reconstruct(model, x, epsilon):
+    inferred = model.infer(x, epsilon, return_sequence=True)  # eqs. 3-8
+    return {"reconstructions": tf.sigmoid(inferred["canvas"]), **inferred}  # σ(c_T)
+
+
+SEQUENCE = ("canvases", "write_window", "write_box")  # windows and boxes with attention only
+DRAW_PASSES = {  # the first is also `serving_default`
+    "generate": Pass(("noise",), lambda model, epsilon: model.decode(epsilon), ("images",)),  # eqs. 13-16
+    "draw": Pass(("noise",), lambda model, epsilon: model.decode(epsilon, return_sequence=True), ("images", *SEQUENCE)),
+    "reconstruct": Pass(("images", "noise"), _reconstruct, ("reconstructions", *SEQUENCE, "read_window", "read_box")),
+    "elbo": Pass(("images", "noise"), lambda model, x, epsilon: model.negative_elbo(x, epsilon),  # eqs. 9-12, nats
+                 ("loss", "reconstruction_loss", "kl_loss")),
+}
+
+# The signatures of each model class (and its subclasses). Another model class adds its own table,
+# e.g. SERVED[DrawClassifier] = {"classify": Pass(("images",), lambda model, x: {...}, (...))}.
+SERVED = {Draw: DRAW_PASSES}
+
+
+def passes(model):
+    """{pass name: Pass} of `model`'s class, from SERVED."""
+    for cls in type(model).__mro__:
+        if cls in SERVED:
+            return SERVED[cls]
+    served = ", ".join(cls.__name__ for cls in SERVED)
+    raise TypeError(f"No serving signatures for a {type(model).__name__}: keras_draw.serving.SERVED has {served}.")
+
+
+def signature_names(model):
+    """The names of `model`'s signatures, in order; `serving_default` (the first) aside."""
+    return [name for name, _, _ in signatures(model)]
 
 
 # === Input checks, inside the graph ===
@@ -47,53 +134,37 @@ def _shape_matches(x, expected):
     return tf.logical_and(tf.equal(tf.size(shape), rank), tf.reduce_all(tf.stack(dims_match)))
 
 
-def _checked(x, checks):
-    """x, once each `(condition_fn, message_fn)` has held, evaluated one after the other.
-
-    A check's ops are built under the previous check's control dependency, so a wrong rank is
-    reported before the size, the size before the values, and no later op sees a bad tensor.
-    """
-    previous = []
-    for condition_fn, message_fn in checks:
-        with tf.control_dependencies(previous):
-            previous = [tf.debugging.Assert(condition_fn(), message_fn(), summarize=8)]
-    with tf.control_dependencies(previous):
-        return tf.identity(x)
-
-
 def check_input(x, name, expected, description, pixels=False, max_batch=None):
-    """x after checks of its shape (`expected`, None for any size) and values, with static shape.
+    """x once its shape (`expected`, None for any size) and values have passed, with that static shape.
 
-    `description` spells the expected shape for the message, e.g. "(batch, T, latent_dim) =
-    (batch, 64, 100)". With `max_batch`, the first dimension is at most that. Floats must be
-    finite; with `pixels`, in [0, 1] too.
+    `description` spells the expected shape for the message. With `max_batch`, the first
+    dimension is at most that. Floats must be finite; with `pixels`, in [0, 1] too. Each check's
+    ops are built under the previous check's control dependency, so a wrong rank is reported
+    before the size, the size before the values, and no later op sees a bad tensor.
     """
-    checks = [(
-        lambda: _shape_matches(x, expected),
-        lambda: [f"{name} must have shape {description}. Received shape:", tf.shape(x)],
-    )]
+    # The static shape forgotten: PlaceholderWithDefault (a stock op that passes its input through)
+    # declares any shape, so that neither tracing nor Grappler can fold a check below away.
+    x = tf.raw_ops.PlaceholderWithDefault(input=x, shape=tf.TensorShape(None))
+    shape = tf.shape(x, out_type=tf.int64)
+    checks = [(lambda: _shape_matches(x, expected), lambda: [f"{name} must have shape {description}. Received shape:", shape])]
     if max_batch is not None:
-        checks.append((
-            lambda: tf.shape(x, out_type=tf.int64)[0] <= max_batch,
-            lambda: [f"{name} has more rows than the {max_batch} this model serves per request (the max_batch of "
-                     "its export): send several smaller requests. Received rows:", tf.shape(x)[0]],
-        ))
+        checks.append((lambda: shape[0] <= max_batch,
+                       lambda: [f"{name} has more rows than the {max_batch} this model serves per request (the "
+                                "max_batch of its export): send several smaller requests. Received rows:", shape[0]]))
     if x.dtype.is_floating:
-        checks.append((
-            lambda: tf.reduce_all(tf.math.is_finite(x)),
-            lambda: [f"{name} must be finite (no NaN or infinity)."],
-        ))
+        checks.append((lambda: tf.reduce_all(tf.math.is_finite(x)),
+                       lambda: [f"{name} must be finite (no NaN or infinity)."]))
     if pixels:
-        checks.append((
-            lambda: tf.reduce_all(tf.logical_and(x >= 0.0, x <= 1.0)),
-            lambda: [f"{name} must lie in [0, 1]. Received values from", tf.reduce_min(x), "to", tf.reduce_max(x)],
-        ))
-    x = _checked(x, checks)
-    static = [size if isinstance(size, int) else None for size in expected]
-    return tf.ensure_shape(x, static)
-
-
-# === The noise ===
+        checks.append((lambda: tf.reduce_all(tf.logical_and(x >= 0.0, x <= 1.0)),
+                       lambda: [f"{name} must lie in [0, 1]. Received values from", tf.reduce_min(x), "to",
+                                tf.reduce_max(x)]))
+    previous = []
+    for condition, message in checks:
+        with tf.control_dependencies(previous):
+            previous = [tf.debugging.Assert(condition(), message(), summarize=8)]
+    with tf.control_dependencies(previous):
+        x = tf.identity(x)
+    return tf.ensure_shape(x, [size if isinstance(size, int) else None for size in expected])
 
 
 def noise_from_seeds(seed, num_steps, latent_dim):
@@ -102,103 +173,71 @@ def noise_from_seeds(seed, num_steps, latent_dim):
     return tf.map_fn(row, seed, fn_output_signature=tf.TensorSpec((num_steps, latent_dim), tf.float32))
 
 
+def _checked_inputs(model, names, tensors, max_batch):
+    """{name: tensor} of a signature's inputs, each checked (`check_input`). The first has at most
+    `max_batch` rows, the others as many as the first."""
+    checked, batch, same = {}, None, ""
+    for name, x in zip(names, tensors):
+        spec = INPUTS[name]
+        expected, description = [batch, *spec.row_shape(model)], spec.description(model) + same
+        checked[name] = check_input(x, name, expected, description, spec.pixels, max_batch if batch is None else None)
+        if batch is None:
+            batch, same = tf.shape(checked[name])[0], f", with the batch size of {name}"
+    return checked
+
+
 # === The signatures ===
 
 
-def _reconstruct(model, x, epsilon):
-    inferred = model.infer(x, epsilon, return_sequence=True)  # eqs. 3-8
-    return {"reconstructions": tf.sigmoid(inferred["canvas"]), **inferred}  # σ(c_T)
+def signatures(model, max_batch=MAX_BATCH):
+    """[(name, function, input specs)] of `model`'s signatures (SERVED), in `signature_names` order.
 
-
-# The model's passes: name -> (its inputs besides the noise, the pass, its outputs: the windows and
-# boxes with attention only). Each is exported as `name`, of the noise, and `name_seeded`, of seeds.
-SEQUENCE = ("canvases", "write_window", "write_box")
-PASSES = {
-    "generate": ((), lambda model, epsilon: model.decode(epsilon), ("images",)),  # eqs. 13-16
-    "draw": ((), lambda model, epsilon: model.decode(epsilon, return_sequence=True), ("images", *SEQUENCE)),
-    "reconstruct": (("images",), _reconstruct, ("reconstructions", *SEQUENCE, "read_window", "read_box")),
-    "elbo": (("images",), lambda model, x, epsilon: model.negative_elbo(x, epsilon),  # eqs. 9-12, nats per image
-             ("loss", "reconstruction_loss", "kl_loss")),
-}
-INPUT_DTYPES = {"images": tf.float32, "noise": tf.float32, "seed": tf.int64}
-
-# The exported signatures, besides `serving_default` (the same as `generate`).
-SIGNATURES = tuple(name + suffix for name in PASSES for suffix in ("", "_seeded"))
-
-
-class DrawServing(tf.Module):
-    """The signatures of a `Draw` as `tf.function`s, with the model's variables tracked."""
-
-    def __init__(self, model, max_batch=MAX_BATCH):
-        super().__init__(name="draw_serving")
-        self.model_variables = list(model.variables)  # saved into variables/
-        # The model is held in closures, not attributes: only its variables go into the export.
-        self._functions = self._no_dependency(_signature_functions(model, max_batch))
-
-    def signatures(self):
-        """{signature name: concrete function}, `serving_default` (= `generate`) included."""
-        concrete = {name: fn.get_concrete_function() for name, fn in self._functions.items()}
-        return {"serving_default": concrete["generate"], **concrete}
-
-
-def _signature_functions(model, max_batch):
-    """{name: tf.function} of the signatures, each checking its inputs, then calling its pass.
-
-    A pass is a tf.function of checked inputs traced once (a function call in the graph), so a
-    signature and its `_seeded` twin share one trace of the model.
+    A pass is traced once, as a tf.function of checked inputs that the signature and its
+    `_seeded` twin both call (a function call in the graph).
     """
-    functions = {}
-    for name, (inputs, run, outputs) in PASSES.items():
-        run_pass = _pass_function(model, inputs, run, outputs)
-        for suffix, source in (("", "noise"), ("_seeded", "seed")):
-            functions[name + suffix] = _signature_function(model, (*inputs, source), run_pass, max_batch)
-    return functions
+    result = []
+    for name, spec in passes(model).items():
+        run_pass = _pass_function(model, spec)
+        result.append((name, _signature_function(model, spec.inputs, spec.inputs, run_pass, max_batch),
+                       _specs(model, spec.inputs)))
+        if "noise" in spec.inputs:
+            seeded = tuple("seed" if source == "noise" else source for source in spec.inputs)
+            result.append((name + "_seeded", _signature_function(model, spec.inputs, seeded, run_pass, max_batch),
+                           _specs(model, seeded)))
+    return result
 
 
-def _signature_function(model, names, run_pass, max_batch):
-    """`run_pass` as a tf.function of the inputs `names`, checked first (`_checked_inputs`)."""
+def _specs(model, names):
+    """The declared inputs: each name's dtype and shape, with an open batch dimension."""
+    return [keras.InputSpec(shape=(None, *INPUTS[name].row_shape(model)), dtype=INPUTS[name].dtype.name, name=name)
+            for name in names]
+
+
+def _signature_function(model, pass_inputs, names, run_pass, max_batch):
+    """The signature of inputs `names`: checks them, draws the noise from the seeds, runs the pass."""
 
     def signature(*tensors):
-        return run_pass(*_checked_inputs(model, dict(zip(names, tensors)), max_batch))
+        checked = _checked_inputs(model, names, tensors, max_batch)
+        if "seed" in checked:
+            checked["noise"] = noise_from_seeds(checked["seed"], model.num_steps, model.latent_dim)
+        return run_pass(*[checked[name] for name in pass_inputs])
 
-    specs = [tf.TensorSpec(None, INPUT_DTYPES[name], name=name) for name in names]  # unknown rank: see the top
-    return tf.function(signature, input_signature=specs)
+    return signature
 
 
-def _pass_function(model, inputs, run, outputs):
-    """`run` as a tf.function of (images, if among its `inputs`, and) the noise, returning those of
-    `outputs` the model has; `read_box` / `write_box` (batch, T, 4) come from the windows."""
-    specs = [tf.TensorSpec((None, *model.image_shape), tf.float32) for _ in inputs]
-    specs.append(tf.TensorSpec((None, model.num_steps, model.latent_dim), tf.float32))
+def _pass_function(model, spec):
+    """`spec.run` as a tf.function returning those of `spec.outputs` the model has; `read_box` /
+    `write_box` (batch, T, 4) come from the windows."""
 
     def run_pass(*tensors):
-        results = dict(run(model, *tensors))
-        for kind, n in (("read", model.read_n), ("write", model.write_n)):
+        results = dict(spec.run(model, *tensors))
+        for kind, n in (("read", getattr(model, "read_n", None)), ("write", getattr(model, "write_n", None))):
             if f"{kind}_window" in results:
                 results[f"{kind}_box"] = tf.stack(window_box(results[f"{kind}_window"], n), axis=-1)
-        return {key: results[key] for key in outputs if key in results}
+        return {key: results[key] for key in spec.outputs if key in results}
 
-    return tf.function(run_pass, input_signature=specs)
-
-
-def _checked_inputs(model, tensors, max_batch):
-    """The pass's arguments from a signature's inputs {name: tensor}: the images, if any, checked;
-    the noise checked, or drawn from the seeds. The first input has at most `max_batch` rows, the
-    noise or seeds the images' rows."""
-    t, z = model.num_steps, model.latent_dim
-    x = tensors.get("images")
-    batch, same, cap = None, "", max_batch
-    if x is not None:
-        description = "(batch, height, width, channels) = (batch, {}, {}, {})".format(*model.image_shape)
-        x = check_input(x, "images", [None, *model.image_shape], description, pixels=True, max_batch=max_batch)
-        batch, same, cap = tf.shape(x)[0], ", with the batch size of images", None
-    if "seed" in tensors:
-        seed = check_input(tensors["seed"], "seed", [batch], f"(batch,), one integer per row{same}", max_batch=cap)
-        epsilon = noise_from_seeds(seed, t, z)
-    else:
-        description = f"(batch, T, latent_dim) = (batch, {t}, {z}){same}"
-        epsilon = check_input(tensors["noise"], "noise", [batch, t, z], description, max_batch=cap)
-    return (epsilon,) if x is None else (x, epsilon)
+    static = [tf.TensorSpec((None, *INPUTS[name].row_shape(model)), INPUTS[name].dtype) for name in spec.inputs]
+    return tf.function(run_pass, input_signature=static, autograph=False)
 
 
 # === Export ===
@@ -208,54 +247,81 @@ class ExportWriteError(OSError):
     """Writing a version failed (a full disk, a quota, permissions); nothing was left half-written."""
 
 
-def next_version(export_dir):
-    """One more than the highest integer version folder in `export_dir` (1 when none)."""
-    if not os.path.isdir(export_dir):
+def next_version(model_base_path):
+    """One more than the highest integer version folder in `model_base_path` (1 when none)."""
+    if not os.path.isdir(model_base_path):
         return 1
-    versions = [int(name) for name in os.listdir(export_dir) if re.fullmatch(r"\d+", name)]
+    versions = [int(name) for name in os.listdir(model_base_path) if re.fullmatch(r"\d+", name)]
     return max(versions, default=0) + 1
 
 
-def export(model, export_dir, version=None, max_batch=MAX_BATCH):
+def export(model, model_base_path, version=None, max_batch=MAX_BATCH):
     """Writes `model` as version `version` (default: the next) of a TF Serving model folder.
 
     Every signature refuses a request of more than `max_batch` rows (InvalidArgument).
 
-    The SavedModel is written into a hidden folder inside `export_dir` (".partial-*", which TF
-    Serving ignores: it only loads folders named by an integer) and renamed into place whole,
+    The SavedModel is written into a hidden folder inside `model_base_path` (".partial-*", which
+    TF Serving ignores: it only loads folders named by an integer) and renamed into place whole,
     so a crash never leaves a half-written version. An existing version is never overwritten.
 
     Returns:
-        The path of the version folder, `<export_dir>/<version>`.
+        The path of the version folder, `<model_base_path>/<version>`.
 
     Raises:
         ExportWriteError: the write failed (e.g. no space left on device); the partial copy is
-            removed, and so is `export_dir` if this call created it and it is empty.
+            removed, and so is `model_base_path` if this call created it and it is empty.
     """
     if version is None:
-        version = next_version(export_dir)
+        version = next_version(model_base_path)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
-    path = os.path.join(os.fspath(export_dir), str(version))
+    path = os.path.join(os.fspath(model_base_path), str(version))
     if os.path.exists(path):
         raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 2**31 - 1:
         raise ValueError(f"max_batch must be an integer from 1 to 2**31 - 1. Received: max_batch={max_batch!r}")
-    created = not os.path.isdir(export_dir)
-    os.makedirs(export_dir, exist_ok=True)
-    module = DrawServing(model, max_batch)
+    archive = keras.export.ExportArchive()  # not `track(model)`: see the module's docstring
+    for name, function, specs in signatures(model, max_batch):
+        archive.add_endpoint(name, function, input_signature=specs)  # the first is also serving_default
+    created = not os.path.isdir(model_base_path)
+    os.makedirs(model_base_path, exist_ok=True)
     try:
         with atomic_path(path) as temporary:
-            tf.saved_model.save(module, temporary, signatures=module.signatures())
+            with _signals_held():
+                archive.write_out(temporary, verbose=False)
             if os.path.exists(path):  # another export took the version meanwhile
                 raise FileExistsError(f"Version {version} already exists; versions are never overwritten: {path}")
     except FileExistsError:
         raise
     except (OSError, tf.errors.OpError) as err:  # TensorFlow's file writes raise OpErrors (ENOSPC: ResourceExhausted)
-        if created and not os.listdir(export_dir):
-            os.rmdir(export_dir)
         raise _write_error(err, path) from err
+    finally:
+        if created and os.path.isdir(model_base_path) and not os.listdir(model_base_path):
+            os.rmdir(model_base_path)  # whatever stopped the export (an error, Ctrl-C)
     return path
+
+
+@contextlib.contextmanager
+def _signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Ctrl-C and SIGTERM held while the block runs, then handed to the handlers they would have met.
+
+    Writing a SavedModel traces the signatures, where TensorFlow's C++ calls back into Python: a
+    KeyboardInterrupt raised there became a SystemError that the tracing swallowed, and the
+    interrupted export went on to write its version. Held, the signal stops the export after the
+    write, before the version is renamed into place (seconds later), and nothing is left.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread has handlers
+        yield
+        return
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in received[:1]:
+            signal.raise_signal(signum)
 
 
 def _write_error(err, path):

@@ -21,7 +21,7 @@ class TrainOptions:
     """The options of a training run; None means "the preset's value" or "the default"."""
 
     dataset: str = "mnist"
-    preset: str | None = None  # None: the dataset's (`presets.DATASET_PRESETS`)
+    preset: str | None = None  # None: the dataset's (`presets.for_dataset`)
     epochs: int | None = None  # None here: the preset's recipe (`presets.RECIPES`), else `DEFAULTS`
     steps_per_epoch: int | None = None
     batch_size: int | None = None
@@ -74,7 +74,7 @@ class TrainOptions:
 
     def __post_init__(self):
         if self.preset is None:
-            self.preset = presets.DATASET_PRESETS.get(self.dataset)
+            self.preset = presets.for_dataset(self.dataset)
         recipe = {**self.DEFAULTS, **presets.recipe(self.preset)}
         for name, value in recipe.items():
             if getattr(self, name) is None:
@@ -131,7 +131,7 @@ class TrainOptions:
         """`output_dir`, else runs/DATASET for the dataset's own preset, runs/DATASET-PRESET for another."""
         if self.output_dir is not None:
             return self.output_dir
-        folder = self.dataset if self.preset == presets.DATASET_PRESETS.get(self.dataset) else f"{self.dataset}-{self.preset}"
+        folder = self.dataset if self.preset == presets.for_dataset(self.dataset) else f"{self.dataset}-{self.preset}"
         return os.path.join("runs", folder)
 
     def model_config(self):

@@ -1,5 +1,8 @@
 """Training DRAW end to end: options, data, model, `fit`, and the files of a run.
 
+The same loop trains `Draw` and `DrawClassifier`; what differs between them is their task
+(`keras_draw.tasks`), which the preset chooses.
+
 `train(**options)` is what `python train.py` runs; notebooks and tests call it with the same
 options. Every option is checked before anything is written (`TrainOptions.check` and building
 the model), so a bad value leaves no trace.
@@ -7,6 +10,7 @@ the model), so a bad value leaves no trace.
 
 import dataclasses
 import itertools
+import math
 import os
 import shutil
 import tempfile
@@ -15,15 +19,15 @@ import warnings
 import keras
 import tensorflow as tf
 
-from keras_draw import data_sources, datasets, malloc, serving, strategies, visualize
+from keras_draw import datasets, malloc, serving, strategies, tasks
 from keras_draw.averaging import WeightAverage
 from keras_draw.callbacks import RunProgbar, TestMetrics
 from keras_draw.checkpoint import CheckpointCallback, config_differences
-from keras_draw.draw import Draw
 from keras_draw.files import exclusive_folder, write_json
+from keras_draw.layers.validation import check_fits_in_memory
 from keras_draw.run_files import RunFiles
 from keras_draw.schedule import LearningRateSchedule, epochs_since_best, scheduled_rate, validation_losses
-from keras_draw.train_options import SWITCH_CHOICES, TrainOptions
+from keras_draw.train_options import TrainOptions
 
 
 def check_batch_size(options, images):
@@ -34,12 +38,34 @@ def check_batch_size(options, images):
                          f"split. Received: batch_size={options.batch_size}")
 
 
+# fit's peak memory per image of a batch on a CPU, over what `training_bytes` counts of each step:
+# measured 2.75 MiB per image at the paper's sizes (the peak resident set of `fit` at batches of 50
+# and 450: 1495 and 2597 MiB), against 1.59 MiB counted.
+TRAINING_MEMORY_FACTOR = 1.7
+
+
+def training_bytes(model):
+    """About the memory one image of a training batch takes on a CPU, in bytes: per step, in
+    float32, what the backward pass keeps (x̂, the canvas, its sigmoid and the write, the glimpse,
+    the LSTMs' states and gates, z, μ and log σ), scaled by `TRAINING_MEMORY_FACTOR`."""
+    pixels = math.prod(model.image_shape)
+    read = 2 * model.read_n**2 * model.channels if model.attention else 2 * pixels
+    floats = 4 * pixels + read + 6 * (model.encoder_units + model.decoder_units) + 3 * model.latent_dim
+    return int(TRAINING_MEMORY_FACTOR * 4 * model.num_steps * floats)
+
+
+def check_batch_memory(options, model):
+    """ValueError unless a DRAW's batch fits in memory (`check_fits_in_memory`). On GPUs and TPUs
+    the device's memory bounds it instead, which TensorFlow reports at the first step. A
+    classifier's 8 glimpses take a small fraction of a DRAW's memory per image."""
+    if options.strategy == "tpu" or tf.config.list_logical_devices("GPU") or not hasattr(model, "latent_dim"):
+        return
+    check_fits_in_memory("batch_size", options.batch_size, training_bytes(model), "an image of a training batch")
+
+
 def build_model(options):
-    """A compiled `Draw` for the options (Adam, the options' learning rate)."""
-    model = Draw(**options.model_config(), dtype=options.precision)
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                  jit_compile=SWITCH_CHOICES[options.jit_compile], unroll=options.unroll)
-    return model
+    """The compiled model of the options' preset: a `Draw` or a `DrawClassifier` (`tasks`)."""
+    return tasks.of(options).build_model(options)
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,41 +83,48 @@ def train(verbose="auto", **options):
     """
     options = TrainOptions(**options)
     options.check()
+    task = tasks.of(options)
+    task.check(options)
     if options.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
     strategy = strategies.make_strategy(options.strategy)
-    with strategy.scope():
-        model = build_model(options)  # raises on a bad N or size, before anything is written
-        checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
-        state = resume_state(model, options, checkpoint)
-        averager = None
-        if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
-            averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
-            averager.set_model(model)
-            averager.build()
-        data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
-                             manual_dir=options.manual_dir, seed=options.seed)
-        check_batch_size(options, data.images)
-        checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
-        if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
-            model.initialize_canvas(data.mean_image())
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
-    files.create()
-    with exclusive_folder(files.output_dir):  # a second run into this folder stops here, having written nothing
+    with strategy.scope():
+        model = build_model(options)  # raises on a bad N or size, before anything is written
+    check_batch_memory(options, model)
+    # The run owns its folder from before its first read to its end: a second run into it stops
+    # here, having read and written nothing (had it read the checkpoint first, the first run could
+    # finish meanwhile, and the second would overwrite the newer checkpoint with an older state).
+    with exclusive_folder(files.output_dir):
+        with strategy.scope():
+            checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
+            state = resume_state(model, options, checkpoint)
+            averager = None
+            if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
+                averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
+                averager.set_model(model)
+                averager.build()
+            data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
+                                 manual_dir=options.manual_dir, seed=options.seed)
+            check_batch_size(options, data.images)
+            checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
+            if state["epoch"] == 0 and state["step"] == 0:  # a fresh run (DRAW: the canvas starts at the data's mean)
+                task.start(model, data)
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config(),
                                   "malloc": malloc.active()})
-        history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager)
+        history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager,
+                      callbacks=task.callbacks(files))
         if averager is not None:  # the model is w̄ from here on: saved, tested, drawn and exported
             averager.apply()
         files.save_model(model)
         test_metrics = model.evaluate(data.test, return_dict=True, verbose=verbose)
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
-        test_images = next(iter(data.test.unbatch().batch(32)))
-        visualize.write_pictures(model, files.output_dir, images=test_images, seed=options.seed)
-    if options.model_base_path is not None and chief:
-        print(f"Exported the SavedModel to {serving.export(model, options.model_base_path)}")
+        test_images = tf.nest.flatten(next(iter(data.test.unbatch().batch(32))))[0]  # without labels, if any
+        task.write_pictures(model, files.output_dir, test_images, seed=options.seed)
+        if options.model_base_path is not None and chief:
+            print(f"Exported the SavedModel to {serving.export(model, options.model_base_path)}")
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
@@ -109,33 +142,9 @@ def kept(options):
     return f"its checkpoint at epoch {state['epoch'] + 1}, step {state['step']} is kept in {checkpoint.directory}"
 
 
-def summary(options, test_loss):
-    """The lines `python train.py` ends with: the figure, what it means, the files, what next."""
-    out = options.resolved_output_dir()
-    meaning = {
-        "mnist": "dynamically binarized MNIST; a blurry model sits near 200, readable digits below about 110",
-        "binarized_mnist": "the paper's binarized MNIST, whose Table 2 gives 80.97 for this network",
-    }.get(options.dataset, f"{options.dataset}, a cross-entropy of the intensities (not a likelihood)")
-    lines = [
-        f"Test negative ELBO: {test_loss:.1f} nats per image (lower is better; {meaning}).",
-        f"Written to {out}/: samples.png (generated images), drawing.gif (the drawing, step by step), "
-        "reconstructions.png, model.keras, metrics.csv (see docs/training.md).",
-    ]
-    lines.append(next_step(options))
-    return lines
-
-
-def next_step(options):
-    """The "Next:" line of `summary`, for the dataset the run trained on."""
-    out = options.resolved_output_dir()
-    if options.preset == "demo":
-        return ("Next: look at the pictures in that folder, or train the paper's network on the paper's data: "
-                "python train.py --dataset binarized_mnist (docs/training.md).")
-    if data_sources.image_shape(options.dataset)[2] > 1:  # intensities: no likelihood to bound
-        return (f"Next: open {out}/drawing.gif, or python -m keras_draw.visualize --model {out}/model.keras "
-                "--num-images 64 --seed 1 for other samples (docs/evaluation.md).")
-    return (f"Next: python -m keras_draw.evaluate --model {out}/model.keras --importance-samples 1000 "
-            "(a tighter bound on -log p(x); docs/evaluation.md).")
+def summary(options, test_metrics):
+    """The lines `python train.py` ends with: the test figure, what it means, the files, what next."""
+    return tasks.of(options).summary(options, test_metrics)
 
 
 def resume_state(model, options, checkpoint):
@@ -157,8 +166,8 @@ def resume_state(model, options, checkpoint):
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
-            f"({'; '.join(differences)}): pass another output directory (--output-dir "
-            f"{unused_folder(options.resolved_output_dir())}), or delete it to start over."
+            f"({'; '.join(differences)}): rerun with its options (its config.json), or pass another output "
+            f"directory (--output-dir {unused_folder(options.resolved_output_dir())})."
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -201,7 +210,7 @@ def since_restart(state):
     return [row for row in state["history"] if row["epoch"] >= state["schedule"]["from_epoch"]]
 
 
-def fit(model, options, files, state, data, verbose, log_test=False, averager=None):
+def fit(model, options, files, state, data, verbose, log_test=False, averager=None, callbacks=None):
     """Runs `model.fit` one epoch at a time, from the state's epoch and step to `options.epochs`.
 
     Each epoch's batches are a pure function of (seed, epoch) (`datasets.Splits.epoch`), so
@@ -210,8 +219,10 @@ def fit(model, options, files, state, data, verbose, log_test=False, averager=No
     `log_test`, the test metrics join each epoch's row (`test_loss`, ...), for learning curves.
     With an `averager` (`keras_draw.averaging.WeightAverage`), validation, the test logs and the
     best weights are those of the averaged weights, and the checkpoints hold the averages.
+    `callbacks`: the task's own (default: `files.callbacks()`, DRAW's).
     Returns a History of every epoch of the run.
     """
+    callbacks = files.callbacks() if callbacks is None else callbacks
     steps_per_epoch = data.num_batches(options.steps_per_epoch)
     callback = CheckpointCallback(
         files.latest_checkpoint(), state, steps_per_epoch, options.checkpoint_every,
@@ -238,7 +249,7 @@ def fit(model, options, files, state, data, verbose, log_test=False, averager=No
             epochs=epoch + 1,
             steps_per_epoch=steps_per_epoch - step,
             # The progress bar last, as Keras places its own: it prints what the others logged.
-            callbacks=[*first_callbacks, callback, *files.callbacks(), RunProgbar(options.epochs)],
+            callbacks=[*first_callbacks, callback, *callbacks, RunProgbar(options.epochs)],
             shuffle=False,
             verbose=verbose,
         )

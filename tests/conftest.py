@@ -85,6 +85,26 @@ def mnist_data_dir(mnist_build):
     return mnist_build[0]
 
 
+# `cluttered_mnist` cut to a few hundred digits per split, for tests: the whole data set takes
+# minutes to build.
+SMALL_CLUTTERED_SPLITS = {"train": ("train", 0, 300), "validation": ("train", 50_000, 50_100), "test": ("test", 0, 100)}
+
+
+def build_small_cluttered_mnist(data_dir):
+    """tfds builds `cluttered_mnist` into `data_dir` from `SMALL_CLUTTERED_SPLITS`'s digits only."""
+    from keras_draw.builders import mnist_digits
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mnist_digits, "SPLITS", SMALL_CLUTTERED_SPLITS)
+        return _build("cluttered_mnist")(data_dir)
+
+
+@pytest.fixture(scope="session")
+def cluttered_mnist_data_dir(tmp_path_factory):
+    """A tfds data dir holding a small `cluttered_mnist` (`SMALL_CLUTTERED_SPLITS`), built once per test run."""
+    return str(shared_folder(tmp_path_factory, "tfds_cluttered_mnist", build_small_cluttered_mnist)[0])
+
+
 @pytest.fixture(scope="session")
 def binarized_mnist_files():
     """The folder of the original binarized MNIST .amat files; skips the test without it."""

@@ -1,7 +1,8 @@
 """export/client.py end to end, over REST and gRPC, against the stand-in server on 127.0.0.1.
 
 The stand-in (export/stand_in_server.py) is not TensorFlow Serving: it follows TF Serving's
-documented REST predict API and gRPC PredictionService, and runs the real exported SavedModel.
+documented REST predict API and gRPC PredictionService, and runs the real exported SavedModel
+through TF Serving's loader (tests/test_serving.py checks that loader against the Python model).
 """
 
 import json
@@ -24,6 +25,7 @@ from export import client as draw_client
 from export import transports
 from export.client import Client, ServingError
 from export.stand_in_server import StandInServer
+from export.stand_in_session import ServingSession
 from keras_draw import Draw, serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +42,9 @@ def server(tmp_path_factory):
     """A tiny DRAW exported as version 1, served by the stand-in over REST and gRPC."""
     folder = tmp_path_factory.mktemp("serving")
     path = serving.export(Draw.from_preset("tiny", seed=0), folder / "draw")
-    stand_in = StandInServer(folder / "draw", "draw", rest_port=0, grpc_port=0)
-    yield SimpleNamespace(url=stand_in.rest_url, grpc=stand_in.grpc_target, folder=folder,
-                          signatures=tf.saved_model.load(path).signatures)
+    stand_in = StandInServer(folder / "draw", "draw", rest_api_port=0, port=0)
+    with ServingSession(path) as session:
+        yield SimpleNamespace(url=stand_in.rest_url, grpc=stand_in.grpc_target, folder=folder, session=session)
     stand_in.stop()
 
 
@@ -72,9 +74,8 @@ def post(url, body, path="/v1/models/draw:predict"):
 
 
 def expected(server, signature, **inputs):
-    """The outputs of `signature` called in this process, as numpy arrays."""
-    outputs = server.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
+    """The outputs of `signature` run in this process, through TF Serving's loader."""
+    return server.session.predict(signature, inputs)
 
 
 @pytest.mark.parametrize("transport", ["columns", "rows", "grpc", "version 1"])
@@ -140,10 +141,9 @@ def test_bad_rest_requests_get_an_error_answer(server, request_body, status, mes
 
 
 def test_unknown_models_and_versions_are_not_found(server):
-    assert post(server.url, {"inputs": {"noise": []}}, "/v1/models/other:predict")[0] == 404
-    assert post(server.url, {"inputs": {"noise": []}}, "/v1/models/draw/versions/2:predict")[0] == 404
-    with urllib.request.urlopen(server.url + "/v1/models/draw", timeout=30) as response:
-        assert json.loads(response.read())["model_version_status"][0]["version"] == "1"
+    for path, request in [("other", "Latest(other)"), ("draw/versions/2", "Specific(draw, 2)")]:
+        status, answer = post(server.url, {"inputs": {"noise": []}}, f"/v1/models/{path}:predict")
+        assert (status, answer) == (404, {"error": f"Servable not found for request: {request}"})
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
@@ -157,7 +157,7 @@ def test_errors_reach_the_client_as_one_line(server, transport):
     with pytest.raises(ServingError, match="images must lie in"):
         client.elbo(np.full((1, 28, 28, 1), 2.0, np.float32), seed=1)
     with pytest.raises(ServingError, match="(HTTP 404|gRPC NOT_FOUND).*Servable not found"):
-        Client(server.url, model="other", grpc=client.grpc).generate(1, seed=1)
+        Client(server.url, model_name="other", grpc=client.grpc).generate(1, seed=1)
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
@@ -200,15 +200,17 @@ def test_grpc_request_and_response_protos_are_built_and_parsed():
 
 def test_command_line_writes_png_grids_and_prints_the_elbo(server, tmp_path, capsys):
     url = ["--url", server.url]
-    assert draw_client.main(["generate", "--count", "4", "--seed", "1", "--out", str(tmp_path / "g.png"), *url]) == 0
+    assert draw_client.main(["generate", "--num-images", "4", "--seed", "1", "--output", str(tmp_path / "g.png"), *url]) == 0
     assert "seeds 1..4" in capsys.readouterr().out
     with Image.open(tmp_path / "g.png") as picture:
         assert picture.size == ((2 * 29 + 1) * 2, (2 * 29 + 1) * 2)  # 2×2 tiles of 28 px + 1 px gaps, scale 2
-    assert draw_client.main(["draw", "--count", "2", "--seed", "1", "--out", str(tmp_path / "d.png"), "--grpc", server.grpc]) == 0
+    assert draw_client.main(["draw", "--num-images", "2", "--seed", "1", "--output", str(tmp_path / "d.png"),
+                             "--grpc", server.grpc]) == 0
     with Image.open(tmp_path / "d.png") as picture:
         assert picture.size == ((T * 29 + 1) * 2, (2 * 29 + 1) * 2) and picture.mode == "RGB"  # T columns, red boxes
     np.save(tmp_path / "x.npy", binary_images(3)[..., 0])  # (count, H, W): one channel added
-    assert draw_client.main(["reconstruct", "--images", str(tmp_path / "x.npy"), "--out", str(tmp_path / "r.png"), *url]) == 0
+    assert draw_client.main(["reconstruct", "--images", str(tmp_path / "x.npy"), "--output", str(tmp_path / "r.png"),
+                             *url]) == 0
     with Image.open(tmp_path / "r.png") as picture:
         assert picture.size == ((3 * 29 + 1) * 2, (2 * 29 + 1) * 2)  # originals above reconstructions
     capsys.readouterr()
@@ -224,7 +226,8 @@ def test_command_line_reports_failures_in_one_line(server, tmp_path, capsys):
     assert err.startswith("client.py: error: HTTP 400") and "images must lie in [0, 1]" in err and err.count("\n") == 1
     assert draw_client.main(["elbo", "--images", str(tmp_path / "missing.npy"), "--url", server.url]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-    assert draw_client.main(["generate", "--out", str(tmp_path / "g.png"), "--url", f"http://127.0.0.1:{closed_port()}"]) == 1
+    assert draw_client.main(["generate", "--output", str(tmp_path / "g.png"), "--url",
+                             f"http://127.0.0.1:{closed_port()}"]) == 1
     assert capsys.readouterr().err.startswith("client.py: error: Cannot reach")
     assert not (tmp_path / "g.png").exists()
 
@@ -245,7 +248,8 @@ def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
     )
     out = tmp_path / "samples.png"
     result = subprocess.run(
-        [sys.executable, "-c", script, "generate", "--count", "2", "--seed", "4", "--out", str(out), "--url", server.url],
+        [sys.executable, "-c", script, "generate", "--num-images", "2", "--seed", "4", "--output", str(out), "--url",
+         server.url],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""},
     )
     assert result.returncode == 0, result.stderr
@@ -264,9 +268,10 @@ def test_importing_the_client_from_export_imports_no_tensorflow(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["generate", "--count", "0"], "--count must be from 1 to 1024 (the rows of one request). Received: --count=0"),
-    (["generate", "--count", "100000"], "--count must be from 1 to 1024"),
-    (["draw", "--count", "-3"], "--count must be from 1 to 1024"),
+    (["generate", "--num-images", "0"], "--num-images must be from 1 to 1024 (the rows of one request). "
+                                        "Received: --num-images=0"),
+    (["generate", "--num-images", "100000"], "--num-images must be from 1 to 1024"),
+    (["draw", "--num-images", "-3"], "--num-images must be from 1 to 1024"),
     (["generate", "--seed", str(2**63)], "--seed must be a 64-bit integer"),
     (["generate", "--url", "http://127.0.0.1:99999"], "--url must be http://HOST[:PORT], a port from 1 to 65535"),
     (["generate", "--url", "localhost:8501"], "--url must be http://HOST[:PORT]"),
@@ -275,12 +280,12 @@ def test_importing_the_client_from_export_imports_no_tensorflow(tmp_path):
     (["generate", "--timeout", "0"], "--timeout must be seconds, more than 0"),
     (["generate", "--timeout", "nan"], "--timeout must be seconds"),
     (["generate", "--version", "0"], "--version must be a positive integer"),
-    (["generate", "--model", "draw/../x"], "--model must be letters, digits"),
+    (["generate", "--model-name", "draw/../x"], "--model-name must be letters, digits"),
     (["elbo", "--images", "x.npy", "--seed", str(-2**63 - 1)], "--seed must be a 64-bit integer"),
 ])
 def test_command_line_refuses_flags_no_user_can_mean_before_any_request(tmp_path, capsys, flags, message):
     command, *rest = flags
-    out = ["--out", str(tmp_path / "g.png")] if command in ("generate", "draw") else []
+    out = ["--output", str(tmp_path / "g.png")] if command in ("generate", "draw") else []
     # A request would fail with status 1 ("Cannot reach"): status 2 means none was sent.
     url = [] if "--url" in rest else ["--url", f"http://127.0.0.1:{closed_port()}"]
     assert draw_client.main([command, *rest, *out, *url]) == 2
@@ -291,11 +296,20 @@ def test_command_line_refuses_flags_no_user_can_mean_before_any_request(tmp_path
 
 def test_command_line_refuses_an_out_path_it_cannot_write_before_the_request(tmp_path, capsys):
     for out in (tmp_path / "missing" / "g.png", tmp_path):
-        assert draw_client.main(["generate", "--out", str(out), "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
-        assert "--out must be a file in an existing folder" in capsys.readouterr().err
+        assert draw_client.main(["generate", "--output", str(out), "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
+        assert "--output must be a file in an existing folder" in capsys.readouterr().err
 
 
 def test_command_line_refuses_more_images_than_one_request_takes(tmp_path, capsys):
     np.save(tmp_path / "many.npy", np.zeros((1025, 28, 28), np.float32))
     assert draw_client.main(["elbo", "--images", str(tmp_path / "many.npy"), "--url", f"http://127.0.0.1:{closed_port()}"]) == 2
     assert "--images hold 1025 images; one request takes at most 1024" in capsys.readouterr().err
+
+
+def test_the_default_seed_is_0_so_a_command_repeats_its_images(server, tmp_path, capsys):
+    url = ["--url", server.url]
+    for name in ("a.png", "b.png"):
+        assert draw_client.main(["generate", "--num-images", "3", "--output", str(tmp_path / name), *url]) == 0
+    assert "seeds 0..2" in capsys.readouterr().out
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    np.testing.assert_array_equal(Client(server.url).generate(3), expected(server, "generate_seeded", seed=np.arange(3))["images"])

@@ -1,6 +1,8 @@
 """keras_draw.console: TensorFlow's native start-up lines silenced, and replayed on a failure."""
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +65,62 @@ def test_tensorflow_logs_come_back_on_request():
 def test_importing_the_package_imports_no_tensorflow():
     result = run_python("import sys, keras_draw, keras_draw.console; print('tensorflow' in sys.modules)")
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_stop_is_one_line_and_the_shells_status(capsys):
+    assert console.stopped("evaluate", KeyboardInterrupt(), "nothing was written") == 130
+    assert console.stopped("export.py", console.Terminated()) == 143
+    assert capsys.readouterr().err == "evaluate: interrupted; nothing was written.\nexport.py: terminated (SIGTERM).\n"
+    assert not issubclass(console.Terminated, Exception)  # no `except Exception` takes it for a failure
+
+
+# A command run with one of its functions replaced by a wait at a known point: "start", while
+# TensorFlow starts (before any `main` catches a stop), or "work", in the middle of its work.
+WAIT = """
+import runpy, sys, time
+from keras_draw import console
+def wait(*args, **kwargs):
+    print("waiting", flush=True)
+    time.sleep(120)
+command, phase, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+if phase == "start":
+    console.start_tensorflow = wait
+else:  # the data set's loading
+    console.start_tensorflow()
+    from keras_draw import datasets
+    datasets.load = wait
+sys.argv = [command, *argv]
+if command == "train.py":
+    runpy.run_path(command, run_name="__main__")
+else:
+    runpy.run_module(f"keras_draw.{command}", run_name="__main__", alter_sys=True)
+"""
+
+STOPPED = {
+    ("train.py", "start"): [],
+    ("evaluate", "start"): ["--model", "MODEL", "--dataset", "mnist"],
+    ("visualize", "start"): ["--model", "MODEL"],
+    ("evaluate", "work"): ["--model", "MODEL", "--dataset", "mnist", "--max-images", "3"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("command, phase", list(STOPPED))
+def test_a_command_stopped_anywhere_prints_one_line_and_writes_nothing(command, phase, stop, tmp_path, tiny_run,
+                                                                       mnist_data_dir):
+    shutil.copy(tiny_run / "model.keras", tmp_path)
+    argv = [str(tmp_path / "model.keras") if a == "MODEL" else a for a in STOPPED[(command, phase)]]
+    if command == "train.py":
+        argv = ["--preset", "tiny", "--data-dir", mnist_data_dir, "--output-dir", str(tmp_path / "run")]
+    environment = {**os.environ, "KERAS_DRAW_MALLOC": "system"}  # no re-run of train.py with TCMalloc
+    process = subprocess.Popen([sys.executable, "-c", WAIT, command, phase, *argv], cwd=ROOT, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline().strip() == "waiting"
+    process.send_signal(stop)
+    stderr = process.communicate(timeout=120)[1]
+    said = "interrupted" if stop == signal.SIGINT else "terminated (SIGTERM)"
+    assert process.returncode == 128 + stop
+    assert len(stderr.splitlines()) == 1 and stderr.startswith(f"{command}: {said}"), stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]

@@ -287,7 +287,7 @@ def test_gradient_clipping_bounds_the_update():
     assert 0 < change <= 1e-3 * (1 + 1e-4)  # SGD(1.0) moves by the clipped gradient norm
 
 
-def test_images_outside_zero_one_are_refused_by_fit_evaluate_reconstruct_and_the_elbo():
+def test_images_outside_zero_one_are_refused_by_fit_evaluate_predict_call_reconstruct_and_the_elbo():
     from keras_draw import evaluate
 
     model = small()  # one model for every value: fit and evaluate are traced once
@@ -297,6 +297,8 @@ def test_images_outside_zero_one_are_refused_by_fit_evaluate_reconstruct_and_the
         images[1, 3, 4, 0] = bad
         for run in (lambda: model.fit(images, batch_size=4, verbose=0),
                     lambda: model.evaluate(images, batch_size=4, verbose=0),
+                    lambda: model.predict(images, batch_size=4, verbose=0),
+                    lambda: model(images),
                     lambda: model.reconstruct(images),
                     lambda: model.negative_elbo(images),
                     lambda: evaluate.evaluate(model, images, importance_samples=2)):
@@ -314,9 +316,57 @@ def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
             run()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_noise_that_is_not_finite_is_refused(bad):
+    model = small()
+    epsilon = np.zeros((2, 3, 4), np.float32)
+    epsilon[1, 2, 3] = bad
+    traced_decode = tf.function(lambda e: model.decode(e)["images"])
+    for run in (lambda: model.decode(epsilon), lambda: model.infer(binary_images(2), epsilon),
+                lambda: model.negative_elbo(binary_images(2), epsilon), lambda: traced_decode(epsilon)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="Noise must be finite"):
+            run()
+
+
 def test_generate_refuses_a_non_positive_count():
     with pytest.raises(ValueError, match="Received: num_images=0"):
         small().generate(0)
+
+
+@pytest.mark.parametrize("count", [np.int64(2), np.int32(2), np.uint8(2)])
+def test_generate_takes_a_count_of_any_integer_type(count):
+    model = small()
+    np.testing.assert_array_equal(model.generate(count, seed=1), model.generate(2, seed=1))
+    assert model.generate_sequence(count, seed=1)["canvases"].shape[0] == 2
+
+
+def test_generate_refuses_a_count_beyond_memory_before_drawing_its_noise(monkeypatch):
+    from keras_draw.layers import validation
+
+    model = small()  # T = 3, |z| = 4, 28x28x1, 16 decoder units
+    per_image = 4 * (2 * 3 * 4 + 2 * 784 + 6 * 16)  # noise twice, canvas and σ, decoder state and gates
+    per_drawing = per_image + 4 * 2 * 3 * (784 + 5)  # and the T canvases and windows, twice
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * per_drawing * 10)
+    assert model.generate_sequence(np.int64(10), seed=1)["canvases"].shape[0] == 10
+    with pytest.raises(ValueError, match=r"`num_images` must be at most 10 on this machine.*num_images=11"):
+        model.generate_sequence(11)
+    assert model.generate(2 * per_drawing * 10 // 2 // per_image).shape[0] > 10
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=rf"on this machine: a generated image takes about .*num_images={10**12}"):
+        model.generate(10**12)
+
+
+@pytest.mark.parametrize("count", [True, 2.0, np.float32(2), "2", None])
+def test_generate_refuses_a_count_that_is_not_an_integer(count):
+    for generate in (small().generate, small().generate_sequence):
+        with pytest.raises(ValueError, match=re.escape(f"Received: num_images={count!r}")):
+            generate(count)
+
+
+@pytest.mark.parametrize("clip_norm", [np.inf, np.nan, -1.0, True, "10"])
+def test_a_clip_norm_that_is_not_a_finite_non_negative_number_is_refused(clip_norm):
+    with pytest.raises(ValueError, match=re.escape(f"Received: clip_norm={clip_norm!r}")):
+        small(clip_norm=clip_norm)
 
 
 @pytest.mark.parametrize("fill", [0.0, 1.0])
@@ -450,6 +500,17 @@ def test_initialize_canvas_refuses_a_mean_of_another_shape():
     before = model.c_0.numpy()
     with pytest.raises(ValueError, match=r"Received: shape=\(28, 28\)"):
         model.initialize_canvas(np.zeros((28, 28), np.float32))
+    np.testing.assert_array_equal(model.c_0.numpy(), before)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -0.5, 255.0])
+def test_initialize_canvas_refuses_a_mean_outside_zero_one(bad):
+    model = Draw.from_preset("tiny", seed=0)
+    before = model.c_0.numpy()
+    mean = np.full(model.image_shape, 0.5, np.float32)
+    mean[3, 4, 0] = bad
+    with pytest.raises(ValueError, match=r"values in \[0, 1\].*Received: .*" + re.escape(str(bad))):
+        model.initialize_canvas(mean)
     np.testing.assert_array_equal(model.c_0.numpy(), before)
 
 

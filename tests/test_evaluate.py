@@ -127,6 +127,18 @@ def test_bad_options_are_rejected_with_the_value(options, message):
         evaluate(Draw.from_preset("tiny"), np.zeros((2, 28, 28, 1), np.float32), **options)
 
 
+def test_passes_beyond_memory_are_refused_before_any_data_is_read(monkeypatch):
+    from keras_draw.layers import validation
+
+    model = Draw.from_preset("tiny")  # T = 3, |z| = 4, 28x28x1, 16 units each
+    assert evaluate_module.pass_bytes(model) == 4 * (6 * 3 * 4 + 3 * 784 + 6 * 32)
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 1000 * evaluate_module.pass_bytes(model))
+    monkeypatch.setattr(evaluate_module.datasets, "load", lambda *a, **k: pytest.fail("data read before the check"))
+    for flag in ("batch_size", "importance_batch_size"):
+        with pytest.raises(ValueError, match=rf"--{flag.replace('_', '-')} must be at most 1,000 on this machine"):
+            evaluate(model, "mnist", **{flag: 1001})
+
+
 def test_images_of_the_wrong_shape_are_rejected():
     with pytest.raises(ValueError, match=r"Received: shape=\(2, 28, 27, 1\)"):
         evaluate(Draw.from_preset("tiny"), np.zeros((2, 28, 27, 1), np.float32))
@@ -219,3 +231,24 @@ def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path,
     assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("evaluate: error: could not write") and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("stop, status, said", [("KeyboardInterrupt", 130, "interrupted"),
+                                                ("Terminated", 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_while_evaluating_prints_one_line_and_writes_nothing(stop, status, said, tmp_path,
+                                                                              monkeypatch, capsys):
+    from keras_draw import console
+
+    stop = KeyboardInterrupt if stop == "KeyboardInterrupt" else console.Terminated
+    Draw.from_preset("tiny").save(tmp_path / "model.keras")
+
+    def stopped(*args, **kwargs):
+        raise stop()
+
+    monkeypatch.setattr(evaluate_module, "per_image_bounds", stopped)
+    try:
+        assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist"]) == status
+    except (KeyboardInterrupt, console.Terminated):
+        pytest.fail("the stop escaped main")
+    assert capsys.readouterr().err == f"evaluate: {said}; nothing was written.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]

@@ -51,8 +51,8 @@ def test_without_keras_the_package_registers_nothing_and_imports_no_tensorflow()
 @pytest.mark.slow
 def test_every_saved_class_is_registered_once_keras_is_imported():
     code = ("import json, keras_draw, keras; from keras_draw import layers; "
-            "names = ['Draw', *layers.__all__]; names.remove('unpack_window'); "
+            "names = ['Draw', 'DrawClassifier', *layers.__all__]; names.remove('unpack_window'); "
             "print(json.dumps({n: keras.saving.get_registered_object('keras_draw>' + n) is not None for n in names}))")
     registered = run_python(code)
-    assert registered == dict.fromkeys(["Draw", "AttentionWindow", "AttentiveRead", "AttentiveWrite", "GaussianLatent",
-                                        "Read", "Write"], True)
+    assert registered == dict.fromkeys(["Draw", "DrawClassifier", "AttentionWindow", "AttentiveRead", "AttentiveWrite",
+                                        "GaussianLatent", "Read", "Write"], True)

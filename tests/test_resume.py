@@ -111,10 +111,48 @@ def test_an_interrupted_run_says_in_one_line_what_it_kept_and_resumes(tmp_path, 
     assert epochs_in(output_dir) == [0, 1, 2]
 
 
+def test_a_run_that_finishes_while_a_second_starts_is_not_rolled_back(copy_run, tmp_path, mnist_data_dir,
+                                                                     monkeypatch, capsys):
+    """The first run holds the folder at epoch 2 and finishes at epoch 4 while the second, asked
+    for 3 epochs, loads its data (a tfds build of a new data dir takes half a minute): the second
+    must not resume from epoch 2 and overwrite the epoch-4 checkpoint with its epoch 3."""
+    from keras_draw import training
+
+    finished = Path(shutil.copytree(copy_run, tmp_path / "finished"))
+    train(**{**TINY_RUN, "epochs": 4}, data_dir=mnist_data_dir, output_dir=str(finished), verbose=0)
+    first_run = files.exclusive_folder(str(copy_run))
+    first_run.__enter__()
+
+    def first_run_finishes():
+        shutil.rmtree(copy_run / "checkpoint")
+        shutil.copytree(finished, copy_run, dirs_exist_ok=True)
+        first_run.__exit__(None, None, None)
+
+    real_load = training.datasets.load
+    def load(*args, **kwargs):
+        first_run_finishes()
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(training.datasets, "load", load)
+    flags = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "1", "--jit-compile", "off"]
+    try:
+        status = load_train_script().main([*flags, "--data-dir", mnist_data_dir, "--output-dir", str(copy_run)])
+    finally:
+        if first_run.gen.gi_frame is not None:  # the second run was refused before loading: the first ends now
+            first_run_finishes()
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "in use by another training run" in error and len(error.splitlines()) == 1
+    state = json.loads((copy_run / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (4, 0)
+    assert epochs_in(copy_run) == [0, 1, 2, 3]
+    assert (copy_run / "model.keras").read_bytes() == (finished / "model.keras").read_bytes()
+
+
 def test_another_configuration_is_refused_naming_the_differences(copy_run, mnist_data_dir):
     before = sorted(os.listdir(copy_run / "checkpoint"))
     with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3") as refusal:
         train(**TINY_RUN, num_steps=4, read_n=3, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
+    assert "delete" not in str(refusal.value)  # a sound checkpoint, of another run
     assert sorted(os.listdir(copy_run / "checkpoint")) == before
     # It names a folder to pass instead: the first of RUN-2, RUN-3, ... that does not exist.
     (copy_run.parent / f"{copy_run.name}-2").mkdir()

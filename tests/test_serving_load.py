@@ -1,9 +1,9 @@
 """The stand-in server under load, in a process of its own (benchmarks/serving_load.py): 50
-concurrent clients all answered, requests too large refused with the limit's message, the
-server's peak memory bounded; and benchmarks/serving_latency.py's figures under that load.
+concurrent clients all answered, requests too large refused (the export's row cap, the stand-in's
+body limit), the server's peak memory bounded; and benchmarks/serving_latency.py's figures.
 
 The memory bound is loose on purpose (256 MiB over the loaded model): the load itself adds a few
-MiB, while before the limits one request of 100,000 seeds to this tiny model took the server to
+MiB, while without the row cap one request of 100,000 seeds to this tiny model took a server to
 several GB (its answer alone is 78 M floats as JSON).
 """
 
@@ -39,14 +39,14 @@ def export_dir(tmp_path_factory):
 @pytest.mark.slow
 def test_fifty_concurrent_clients_are_answered_while_huge_requests_are_refused(export_dir):
     harness = load("serving_load")
-    with harness.ServerProcess(export_dir, grpc=True) as server:
+    with harness.ServerProcess(export_dir) as server:
         assert harness.post(server.rest_url, harness.seeds_body(ROWS))[0] == 200  # the model is loaded
         before = server.memory()["VmRSS"]
         huge = {}
 
         def huge_requests():  # sent while the clients run
             huge["rest"] = harness.post(server.rest_url, harness.seeds_body(100_000))  # 689 KB
-            huge["body"] = harness.post(server.rest_url, b" " * (32 * 2**20 + 1))
+            huge["body"] = harness.post(server.rest_url, b" " * (64 * 2**20 + 1))
             try:
                 Client(grpc=server.grpc_target, timeout=120).generate(100_000, seed=0)
             except ServingError as err:
@@ -60,11 +60,11 @@ def test_fifty_concurrent_clients_are_answered_while_huge_requests_are_refused(e
         assert server.alive(), server.stderr()[-3000:]
     assert [status for status, _ in results] == [200] * CLIENTS * REQUESTS
     status, answer, _ = huge["rest"]
-    assert status == 400 and answer["error"].startswith("The request has 100,000 rows (batch size); this server "
-                                                        "takes at most 1,024 per request (--max-rows)")
+    assert status == 400 and answer["error"].startswith("assertion failed: [seed has more rows than the 1024 this "
+                                                        "model serves per request")
     status, answer, _ = huge["body"]
-    assert status == 413 and "this server reads at most 33,554,432 (--max-body-bytes)" in answer["error"]
-    assert re.match(r"gRPC INVALID_ARGUMENT .*100,000 rows .*--max-rows", huge["grpc"])
+    assert status == 413 and "Content-Length of at most 67,108,864 bytes" in answer["error"]
+    assert re.match(r"gRPC INVALID_ARGUMENT .*seed has more rows than the 1024", huge["grpc"])
     assert peak - before < 256 * 2**20, (before, peak)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import load_train_script
 from keras_draw import Draw, datasets, files, malloc, presets
+from keras_draw.checkpoint import Checkpoint
 from keras_draw.training import TrainOptions, build_model, summary, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,51 @@ def test_a_run_into_a_folder_another_run_holds_exits_2_and_writes_nothing(tmp_pa
     assert (output_dir / "metrics.csv").read_text() == "the other run's"
 
 
+def test_a_run_reads_nothing_of_a_folder_another_run_holds(copy_run, tmp_path, monkeypatch, capsys):
+    """Neither its checkpoint nor its data set (whose tfds build may take half a minute): the other
+    run may finish meanwhile, and a run that had read the old checkpoint would overwrite the newer."""
+    from keras_draw import training
+
+    def read_too_early(*args, **kwargs):
+        raise AssertionError("read before the folder's lock was taken")
+
+    monkeypatch.setattr(Checkpoint, "read_state", read_too_early)
+    monkeypatch.setattr(Checkpoint, "exists", read_too_early)
+    monkeypatch.setattr(training.datasets, "load", read_too_early)
+    new_data_dir = tmp_path / "tfds"
+    new_data_dir.mkdir()
+    before = {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()}
+    with files.exclusive_folder(str(copy_run)):
+        status = load_train_script().main([*TINY, "--epochs", "3", "--steps-per-epoch", "1", "--jit-compile", "off",
+                                           "--data-dir", str(new_data_dir), "--output-dir", str(copy_run)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "in use by another training run" in error and len(error.splitlines()) == 1
+    assert {p: p.read_bytes() for p in copy_run.rglob("*") if p.is_file()} == before
+    assert not list(new_data_dir.iterdir())
+
+
+def test_a_new_folder_is_locked_before_the_data_set_loads_and_removed_if_the_run_stops(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Two runs into one new folder: the first to create it owns it."""
+    from keras_draw import training
+
+    output_dir = tmp_path / "runs" / "new"
+    seen = []
+
+    def load(*args, **kwargs):
+        seen.append(sorted(p.name for p in output_dir.iterdir()))
+        with pytest.raises(files.FolderInUseError):
+            with files.exclusive_folder(str(output_dir)):
+                pass
+        raise datasets.DatasetUnavailableError("no data here")
+
+    monkeypatch.setattr(training.datasets, "load", load)
+    status = load_train_script().main([*TINY, "--jit-compile", "off", "--output-dir", str(output_dir)])
+    assert status == 2 and capsys.readouterr().err.strip() == "train.py: error: no data here"
+    assert seen == [[".lock"]]
+    assert not (tmp_path / "runs").exists()  # made by the run, removed with it: nothing written
+
+
 def test_the_folder_lock_dies_with_the_process_that_held_it(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom keras_draw.files import exclusive_folder\n"
@@ -156,11 +202,27 @@ def test_bad_values_exit_2_before_writing(flags, message, tmp_path, capsys):
 
 def test_a_batch_larger_than_the_training_split_exits_2_before_writing(tmp_path, mnist_data_dir, capsys):
     output_dir = tmp_path / "never"
-    status = load_train_script().main([*TINY, "--batch-size", str(10**12), "--data-dir", mnist_data_dir,
+    status = load_train_script().main([*TINY, "--batch-size", "60000", "--data-dir", mnist_data_dir,
                                        "--output-dir", str(output_dir)])
     error = capsys.readouterr().err.strip()
     assert status == 2 and len(error.splitlines()) == 1
-    assert f"at most the 50000 images of mnist's training split. Received: batch_size={10**12}" in error
+    assert "at most the 50000 images of mnist's training split. Received: batch_size=60000" in error
+    assert not output_dir.exists()
+
+
+def test_a_batch_beyond_memory_exits_2_before_writing(tmp_path, monkeypatch, capsys):
+    from keras_draw import training
+    from keras_draw.layers import validation
+
+    model = build_model(TrainOptions(preset="tiny"))  # T = 3, N_read = 2, 28x28x1, 16 units, |z| = 4
+    assert training.training_bytes(model) == int(1.7 * 4 * 3 * (4 * 784 + 2 * 4 + 6 * 32 + 3 * 4))
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 100 * training.training_bytes(model))
+    monkeypatch.setattr(training.datasets, "load", lambda *a, **k: pytest.fail("data read before the check"))
+    output_dir = tmp_path / "never"
+    status = load_train_script().main([*TINY, "--batch-size", "101", "--output-dir", str(output_dir)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert "`batch_size` must be at most 100 on this machine: an image of a training batch takes" in error
     assert not output_dir.exists()
 
 
@@ -218,11 +280,13 @@ def test_the_api_refuses_an_unknown_dataset_preset_or_precision_as_train_py_did(
     ("binarized_mnist", "mnist", "runs/binarized_mnist"),
     ("svhn", "svhn", "runs/svhn"),
     ("cifar10", "cifar10", "runs/cifar10"),
+    ("two_digit_mnist", "two_digit_mnist", "runs/two_digit_mnist"),
+    ("cluttered_mnist", "cluttered_mnist", "runs/cluttered_mnist"),
 ])
 def test_each_dataset_trains_its_own_preset_into_runs_dataset(dataset, preset, output_dir):
     options = TrainOptions(dataset=dataset)
     assert options.preset == preset and options.resolved_output_dir() == output_dir
-    assert options.model_config()["num_steps"] == presets.PRESETS[preset]["num_steps"]
+    assert build_model(options).num_steps == presets.get(preset)["num_steps"]
 
 
 def test_another_preset_on_a_dataset_trains_into_its_own_folder():
@@ -252,17 +316,20 @@ def test_help_shows_real_defaults_the_choices_and_each_datasets_preset(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for shown in ("--epochs EPOCHS default: 3 (demo: 4)", "--batch-size BATCH_SIZE default: 100 (demo: 200)",
                   "default: 0.001 (demo: 0.003)", "--seed SEED default: 0", "(default: 10.0)",
-                  "--dataset {mnist,binarized_mnist,svhn,cifar10}", "--strategy {default,mirrored,multi_worker,tpu}",
+                  "--dataset {mnist,binarized_mnist,svhn,cifar10,cluttered_mnist,two_digit_mnist}", "--strategy {default,mirrored,multi_worker,tpu}",
                   "--precision {float32,mixed_bfloat16,mixed_float16}", "--jit-compile {auto,on,off}",
-                  "--verbose {auto,0,1,2}", "--preset {mnist,mnist_no_attention,svhn,cifar10,demo,tiny}",
+                  "--verbose {auto,0,1,2}",
+                  "--preset {mnist,mnist_no_attention,two_digit_mnist,svhn,cifar10,demo,tiny,cluttered_mnist,tiny_classifier}",
                   "mnist 28x28x1 demo", "binarized_mnist 28x28x1 mnist", "svhn 32x32x3 svhn", "cifar10 32x32x3 cifar10",
-                  "svhn 32 800 100 12 12", "--model-base-path"):
+                  "cluttered_mnist 100x100x1 cluttered_mnist", "two_digit_mnist 60x60x1 two_digit_mnist",
+                  "svhn 32 800 100 12 12", "cluttered_mnist 8 256 10 12", "--model-base-path"):
         assert shown in text, shown
     assert "RECIPES" not in text and "--export-dir" not in text
 
 
 def test_the_next_step_fits_the_dataset_trained():
-    lines = {dataset: summary(TrainOptions(dataset=dataset), 100.0) for dataset in ("mnist", "binarized_mnist", "svhn")}
+    lines = {dataset: summary(TrainOptions(dataset=dataset), {"loss": 100.0})
+             for dataset in ("mnist", "binarized_mnist", "svhn")}
     assert "python train.py --dataset binarized_mnist" in lines["mnist"][2]
     assert lines["binarized_mnist"][2].startswith(
         "Next: python -m keras_draw.evaluate --model runs/binarized_mnist/model.keras --importance-samples 1000")

@@ -229,6 +229,32 @@ def test_a_preset_with_a_weights_file_of_another_network_is_refused_in_one_line(
     assert not (tmp_path / "never").exists()
 
 
+def test_a_count_of_images_beyond_memory_is_refused_before_anything_is_written(tmp_path, capsys):
+    small().save(tmp_path / "model.keras")
+    (tmp_path / "samples.png").write_bytes(b"the run's own samples")
+    assert main(["--model", str(tmp_path / "model.keras"), "--num-images", str(10**8), "--no-reconstructions"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("visualize: error: --num-images must be at most ") and error.count("\n") == 1, error
+    assert f"on this machine: an image's drawing takes about " in error and f"Received: --num-images={10**8}" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "samples.png"]
+    assert (tmp_path / "samples.png").read_bytes() == b"the run's own samples"
+
+
+def test_the_bound_on_images_is_half_the_machines_memory_over_an_images_drawing(tmp_path, monkeypatch):
+    from keras_draw import visualize
+    from keras_draw.layers import validation
+
+    model = small()  # T = 3 steps of 28x28x1: (96 + 4) bytes per pixel and step
+    assert visualize.drawing_bytes(model) == 3 * 28 * 28 * 100
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 3 * 28 * 28 * 100 * 1000 + 1)
+    visualize.check_num_images(model, 1000)  # half the memory holds exactly 1000 drawings
+    with pytest.raises(ValueError, match=r"`num_images` must be at most 1,000 on this machine.*num_images=1001"):
+        write_pictures(model, tmp_path / "pictures", num_images=1001)
+    assert not (tmp_path / "pictures").exists()
+    with pytest.raises(ValueError, match="Received: strip_steps=0"):
+        write_pictures(model, tmp_path / "pictures", strip_steps=0)
+
+
 def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path, monkeypatch, capsys):
     from keras_draw import visualize
     from keras_draw.files import WriteError
@@ -242,6 +268,31 @@ def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path,
     assert main(["--model", str(tmp_path / "model.keras"), "--no-reconstructions"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("visualize: error: could not write") and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("stop, status, said", [("KeyboardInterrupt", 130, "interrupted"),
+                                                ("Terminated", 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_while_drawing_prints_one_line_and_leaves_every_picture_whole(stop, status, said, tmp_path,
+                                                                                       monkeypatch, capsys):
+    from keras_draw import animation, console
+
+    stop = KeyboardInterrupt if stop == "KeyboardInterrupt" else console.Terminated
+    small().save(tmp_path / "model.keras")
+    (tmp_path / "drawing.gif").write_bytes(b"the drawing before")
+
+    def stopped_half_way(path, frames, *args, **kwargs):
+        with animation.atomic_path(path) as temporary:
+            Path(temporary).write_bytes(b"half a GIF")
+            raise stop()
+
+    monkeypatch.setattr(animation, "save_gif", stopped_half_way)
+    try:
+        assert main(["--model", str(tmp_path / "model.keras"), "--no-reconstructions"]) == status
+    except (KeyboardInterrupt, console.Terminated):
+        pytest.fail("the stop escaped main")
+    assert capsys.readouterr().err == f"visualize: {said}; each picture is whole: the new one, or the one before.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drawing.gif", "model.keras", "samples.png"]
+    assert (tmp_path / "drawing.gif").read_bytes() == b"the drawing before"
 
 
 # --- The TensorBoard callback ---

@@ -44,14 +44,23 @@ class AttentiveRead(keras.layers.Layer):
         self.window.build(h_dec_prev_shape)
 
     def call(self, x, x_hat, h_dec_prev):
-        window = self.window(h_dec_prev)  # eqs. 21-24
-        f_x, f_y, gamma = window_filters(window, self.n, self.image_height, self.image_width, x.dtype)  # eqs. 19-26
         n, channels = self.n, self.channels
-        patches = read_patch(ops.concatenate([x, x_hat], axis=-1), f_x, f_y, gamma)  # eq. 27, (batch, N, N, 2C)
+        patches, window = self.glimpse(ops.concatenate([x, x_hat], axis=-1), h_dec_prev)  # (batch, N, N, 2C)
         patches = ops.reshape(patches, (-1, n, n, 2, channels))  # (batch, N, N, [x, x̂], C)
         r = ops.transpose(patches, (0, 3, 1, 2, 4))  # (batch, [x, x̂], N, N, C)
         r = ops.reshape(r, (-1, 2 * n * n * channels))  # [r_x, r_x̂], each (N, N, C) flattened
         return r, ops.cast(window, self.compute_dtype)
+
+    def glimpse(self, image, h):
+        """γ F_Y image F_Xᵀ through the window that state h places (eqs. 19-27), for images of any
+        number of channels: (batch, B, A, C') → the patch (batch, N, N, C') in the image's dtype and
+        the window (batch, 5) in float32.
+
+        `call` reads [x, x̂] with it; `keras_draw.DrawClassifier` reads the image alone.
+        """
+        window = self.window(h)  # eqs. 21-24
+        f_x, f_y, gamma = window_filters(window, self.n, self.image_height, self.image_width, image.dtype)  # eqs. 19-26
+        return read_patch(image, f_x, f_y, gamma), window  # eq. 27
 
     def compute_output_shape(self, x_shape, x_hat_shape=None, h_dec_prev_shape=None):
         return (x_shape[0], 2 * self.n * self.n * self.channels), (x_shape[0], 5)

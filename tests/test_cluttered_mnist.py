@@ -1,0 +1,95 @@
+"""cluttered_mnist: one whole digit among 8 pieces of clutter, values in [0, 1], the digit's label,
+the same images at every build, splits that share no digit."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import SMALL_CLUTTERED_SPLITS, build_small_cluttered_mnist
+from keras_draw import datasets
+from keras_draw.builders import cluttered_mnist, mnist_digits
+
+
+def raw_examples(data_dir, split):
+    """The stored examples of a split, with the builder's bookkeeping (digit_index, position, ...)."""
+    builder = tfds.builder("cluttered_mnist", data_dir=data_dir)
+    return list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+
+
+def test_mnist_digits_reads_the_idx_files():
+    digits, labels, indices = mnist_digits.load_split("validation")
+    assert digits.shape == (10_000, 28, 28) and digits.dtype == np.uint8
+    assert indices[0] == 50_000 and indices[-1] == 59_999
+    # MNIST's training labels 50000-50004 (the file's own order).
+    assert list(labels[:5]) == list(mnist_digits.read_idx(mnist_digits.BUNDLED_DIR / "train-labels-idx1-ubyte.gz")[50_000:50_005])
+    assert [len(mnist_digits.load_split(s)[0]) for s in ("train", "test")] == [50_000, 10_000]
+
+
+def test_an_example_is_one_whole_digit_and_eight_pieces_composited_by_maximum():
+    digits, _, _ = mnist_digits.load_split("test")
+    image, (row, column), sources = cluttered_mnist.example(digits, 7, "test")
+    assert image.shape == (100, 100) and image.dtype == np.uint8
+    assert 0 <= row <= 72 and 0 <= column <= 72 and len(sources) == 8 and 7 not in sources
+    box = image[row : row + 28, column : column + 28]
+    assert np.all(box >= digits[7])  # the maximum: no stroke of the digit is dimmed
+    outside = image.copy()
+    outside[row : row + 28, column : column + 28] = 0
+    assert 0 < np.count_nonzero(outside) <= 8 * 64  # clutter, at most 8 pieces of 8×8
+    # Each piece is an 8×8 crop of its source: the brightest clutter pixel comes from some source.
+    assert outside.max() <= max(digits[s].max() for s in sources)
+
+
+def test_examples_are_a_pure_function_of_the_split_and_index():
+    digits, _, _ = mnist_digits.load_split("validation")
+    first = cluttered_mnist.example(digits, 3, "validation")
+    again = cluttered_mnist.example(digits, 3, "validation")
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    other_split = cluttered_mnist.example(digits, 3, "train")
+    assert not np.array_equal(first[0], other_split[0])
+
+
+def test_loaded_images_are_floats_in_0_1_with_the_digits_label(cluttered_mnist_data_dir):
+    train, validation, test = datasets.load("cluttered_mnist", 50, data_dir=cluttered_mnist_data_dir, seed=0)
+    assert datasets.image_shape("cluttered_mnist") == (100, 100, 1) and datasets.has_labels("cluttered_mnist")
+    for ds in (train, validation, test):
+        x, y = next(iter(ds))
+        assert x.shape == (50, 100, 100, 1) and x.dtype == "float32" and y.shape == (50,) and y.dtype == "int64"
+        assert 0.0 <= float(np.min(x)) and float(np.max(x)) == 1.0
+    # In storage order (tfds shuffles examples when it builds), each image is as composed from its digit.
+    x, y = next(iter(test))
+    digits, labels, _ = mnist_digits.load_split("test")
+    digits = digits[: SMALL_CLUTTERED_SPLITS["test"][2]]  # the clutter is drawn from the split's digits
+    for k, example in enumerate(raw_examples(cluttered_mnist_data_dir, "test[:50]")):
+        index = example["digit_index"]  # the test split starts at MNIST test digit 0
+        image, position, _ = cluttered_mnist.example(digits, index, "test")
+        np.testing.assert_array_equal(example["image"][..., 0], image)
+        np.testing.assert_array_equal(example["position"], position)
+        assert y[k] == labels[index] == example["label"]
+        np.testing.assert_allclose(x[k, ..., 0], image / 255.0)  # scaled once
+        row, column = position
+        assert np.all(x[k, row : row + 28, column : column + 28, 0] >= digits[index] / 255.0)  # the digit is there
+
+
+def test_splits_share_no_digit_neither_as_digit_nor_as_clutter(cluttered_mnist_data_dir):
+    for split, (file, start, end) in SMALL_CLUTTERED_SPLITS.items():
+        examples = raw_examples(cluttered_mnist_data_dir, split)
+        assert len(examples) == end - start
+        indices = np.concatenate([[e["digit_index"] for e in examples]] + [e["clutter_index"] for e in examples])
+        assert indices.min() >= start and indices.max() < end, split  # train and validation split one file
+        labels = mnist_digits.read_idx(mnist_digits.BUNDLED_DIR / mnist_digits.FILES[file][1])
+        assert all(e["label"] == labels[e["digit_index"]] for e in examples)
+
+
+def test_two_builds_give_the_same_data_set(cluttered_mnist_data_dir, tmp_path):
+    build_small_cluttered_mnist(tmp_path)
+    for split in ("train[:40]", "test"):
+        first, second = raw_examples(cluttered_mnist_data_dir, split), raw_examples(str(tmp_path), split)
+        for a, b in zip(first, second, strict=True):
+            np.testing.assert_array_equal(a["image"], b["image"])
+            assert a["label"] == b["label"]
+
+
+def test_an_unknown_split_is_refused():
+    with pytest.raises(ValueError, match="Unknown split: 'dev'"):
+        mnist_digits.load_split("dev")

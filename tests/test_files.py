@@ -1,0 +1,68 @@
+"""keras_draw.files: a file written whole or not at all, and what a killed writer leaves removed."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keras_draw import files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A writer that stops half-way through `atomic_path`, says so, and waits to be killed.
+HALF_WRITTEN = """
+import sys, time
+from keras_draw.files import atomic_path
+with atomic_path(sys.argv[1]) as temporary:
+    with open(temporary, "w") as f:
+        f.write("half")
+    print("writing", flush=True)
+    time.sleep(300)
+"""
+
+
+def start_writer(path):
+    writer = subprocess.Popen([sys.executable, "-c", HALF_WRITTEN, str(path)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    assert writer.stdout.readline().strip() == "writing"
+    return writer
+
+
+def partials(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".partial-"))
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next_write_and_a_live_ones_is_not(tmp_path):
+    killed, live = start_writer(tmp_path / "a.json"), start_writer(tmp_path / "b.json")
+    try:
+        killed.send_signal(signal.SIGKILL)  # no clean-up code runs
+        killed.wait()
+        assert len(partials(tmp_path)) == 2
+        with files.atomic_path(tmp_path / "c.json") as temporary:
+            Path(temporary).write_text("whole")
+        left = partials(tmp_path)
+        assert len(left) == 1 and (tmp_path / left[0] / "b.json").read_text() == "half"  # the live writer's
+        assert (tmp_path / "c.json").read_text() == "whole" and not (tmp_path / "a.json").exists()
+    finally:
+        live.kill()
+        live.wait()
+    files.write_json(tmp_path / "d.json", {"whole": True})
+    assert partials(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "d.json"]
+
+
+@pytest.mark.parametrize("stop", ["KeyboardInterrupt", "Terminated"])
+def test_a_write_stopped_half_way_leaves_the_old_file_and_nothing_else(stop, tmp_path):
+    from keras_draw import console
+
+    stop = KeyboardInterrupt if stop == "KeyboardInterrupt" else console.Terminated  # Ctrl-C, SIGTERM
+    target = tmp_path / "metrics.csv"
+    target.write_text("the old rows")
+    with pytest.raises(stop):
+        with files.atomic_path(target) as temporary:
+            Path(temporary).write_text("half")
+            raise stop()
+    assert target.read_text() == "the old rows" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
