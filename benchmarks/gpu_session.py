@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMPAIGN_RUN = os.path.join(ROOT, "results", "binarized_mnist-mnist")
 CAMPAIGN_BEST = os.path.join(ROOT, "keras_draw", "weights", "mnist-binarized_mnist.weights.h5")
 # The run options that name places on the machine that made the run, set anew here.
-PLACES = ("output_dir", "data_dir", "manual_dir", "export_dir", "resume")
+PLACES = ("output_dir", "data_dir", "manual_dir", "model_base_path", "export_dir", "resume")  # export_dir: older runs
 STOP_MARGIN_S = 45  # from SIGTERM to train.py's exit, with time left to write gpu_session.json
 
 

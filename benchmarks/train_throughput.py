@@ -58,7 +58,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # mixed_bfloat16: the LSTMs in bfloat16, attention, sampling and loss in float32 (see Draw).
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # (image, sample) passes per call of the importance-weighted estimate, as keras_draw.evaluate
 # makes them (its `importance_batch_size`).

@@ -1,16 +1,24 @@
 """keras_draw: DRAW (Gregor et al. 2015) as Keras 3 layers and a subclassed model.
 
-The names below are imported on first use, so that `import keras_draw` (and its small modules,
-such as `keras_draw.console`) costs nothing until a model or a dataset is asked for.
+Every Keras class that keras_draw saves (`Draw`, `DrawClassifier` and their layers) is registered with Keras as soon as
+both keras_draw and keras are imported, in either order, so that `keras.saving.load_model` loads a
+run's model.keras after `import keras, keras_draw`. `import keras_draw` alone imports no
+TensorFlow: its small modules (`console`, `malloc`, `images`) serve commands before TensorFlow
+starts and the REST client, which runs without it. The other public names are imported on first
+use; tensorflow-datasets and tensorflow-probability only when a dataset or a loss is asked for.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it; a submodule's name maps to None.
 _EXPORTS = {
     "Draw": "keras_draw.draw",
+    "SampleGrid": "keras_draw.callbacks",
     "DrawClassifier": "keras_draw.draw_classifier",
     "WeightAverage": "keras_draw.averaging",
     "filterbank": None,
@@ -20,6 +28,10 @@ _EXPORTS = {
     "losses": None,
     "presets": None,
 }
+
+# The modules whose import registers the Keras classes keras_draw saves. A new saved class adds
+# its module here.
+SAVED_CLASSES_MODULES = ("keras_draw.layers", "keras_draw.draw", "keras_draw.draw_classifier")
 
 __all__ = sorted(_EXPORTS)
 
@@ -37,3 +49,54 @@ def __getattr__(name):
 
 def __dir__():
     return sorted([*globals(), *_EXPORTS])
+
+
+def _register_saved_classes():
+    for module in SAVED_CLASSES_MODULES:
+        importlib.import_module(module)
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Registers the saved classes right after `import keras`, when keras_draw came first: finds
+    keras as the other finders would, and runs the registration once keras has loaded. (TensorFlow
+    imports keras, and looks for it first with `importlib.util.find_spec`.)"""
+
+    searching = False
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras" or self.searching:
+            return None
+        self.searching = True  # the search below must not come back here
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            self.searching = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LoaderThenRegister(spec.loader, self)
+        return spec
+
+
+class _LoaderThenRegister(importlib.abc.Loader):
+    """keras's own loader, then `_register_saved_classes`, once."""
+
+    def __init__(self, loader, finder):
+        self.loader = loader
+        self.finder = finder
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        _register_saved_classes()
+
+    def __getattr__(self, name):  # the rest (resource readers, ...) as keras's loader has them
+        return getattr(self.loader, name)
+
+
+if "keras" in sys.modules:
+    _register_saved_classes()
+else:
+    sys.meta_path.insert(0, _RegisterAfterKeras())

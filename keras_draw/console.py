@@ -11,6 +11,7 @@ fails. `KERAS_DRAW_TF_LOGS=1` keeps TensorFlow's logs, all of them.
 This module imports nothing heavy: commands call it before TensorFlow is imported.
 """
 
+import argparse
 import contextlib
 import os
 import signal
@@ -86,6 +87,27 @@ def check_positive_flags(**flags):
             raise ValueError(f"{flag} must be a positive integer. Received: {flag}={value!r}")
 
 
+VERBOSE_CHOICES = ("auto", "0", "1", "2")
+
+
+def progress_verbosity(verbose):
+    """Keras's `verbose` (0 silent, 1 a progress bar, 2 one line per epoch or pass) for `--verbose`:
+    "auto" is a bar where it redraws in place (a terminal, a notebook), else one line."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
+    return int(verbose)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, failing as every command fails (`fail`): one line, exit status 2, where
+    argparse prints its usage first. Flags are taken whole, never abbreviated: `--out` is no
+    longer `--output-dir`, and one flag cannot shadow another."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 class Terminated(BaseException):
     """SIGTERM, raised as an exception (`catch_stops`), so that a command unwinds as on Ctrl-C: its
     `finally` blocks remove what was half-written. A BaseException, as KeyboardInterrupt is, so

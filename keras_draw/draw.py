@@ -69,11 +69,10 @@ class Draw(TrainingStep, keras.Model):
             check_grid_size("read_n", read_n, image_height, image_width)
             check_grid_size("write_n", write_n, image_height, image_width)
         # === Layers ===
-        # Under a mixed dtype policy the LSTMs compute in its compute dtype (bfloat16); reading,
-        # writing, the latent's sampling, the canvas and the loss stay in float32.
-        if self.dtype_policy.name == "mixed_float16":
-            raise ValueError("mixed_float16 needs loss scaling, which Draw does not do: use mixed_bfloat16. "
-                             f"Received: dtype={self.dtype_policy.name!r}")
+        # Under a mixed dtype policy the LSTMs compute in its compute dtype (bfloat16 or float16);
+        # reading, writing, the latent's sampling, the canvas and the loss stay in float32. Under
+        # mixed_float16, `compile` wraps the optimizer in a `keras.optimizers.LossScaleOptimizer`
+        # (`TrainingStep.train_step` scales the loss with it).
         shape = (image_height, image_width, channels)
         with inputs.seeded_initializers(seed):  # the same seed, the same initial weights
             if attention:
@@ -122,6 +121,8 @@ class Draw(TrainingStep, keras.Model):
     # === Building ===
 
     def build(self, input_shape=None):
+        if self.built:  # `__init__` built it: its shapes are its arguments
+            return
         if self.attention:
             read_dim = 2 * self.read_n * self.read_n * self.channels
         else:
@@ -157,7 +158,9 @@ class Draw(TrainingStep, keras.Model):
         self.c_0.assign(ops.log(p) - ops.log1p(-p))  # σ(c_0) = p
 
     def _initial(self, weight, batch_size):
-        return ops.broadcast_to(weight, (batch_size, *weight.shape))
+        # float32 under any policy: in `call` under a mixed policy, Keras reads the variable in
+        # the compute dtype.
+        return ops.broadcast_to(ops.cast(weight, "float32"), (batch_size, *weight.shape))
 
     # === The steps of the algorithm ===
 

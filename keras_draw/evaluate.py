@@ -12,8 +12,9 @@ dimension divide by H·W·C·ln 2. Under the paper's Bernoulli D, only binary im
 likelihood; for greyscale or colour intensities the figures are a cross-entropy, comparable only
 with models that read pixels the same way.
 
-`python -m keras_draw.evaluate --model RUN/model.keras --dataset binarized_mnist` runs
-`evaluate` and writes its result as JSON (default RUN/evaluation_<dataset>_<split>.json).
+`python -m keras_draw.evaluate --model RUN/model.keras` (or `--preset mnist --weights
+binarized_mnist`, the shipped weights) runs `evaluate` and writes its result as JSON (default
+RUN/evaluation_<dataset>_<split>.json), with a progress bar on a terminal.
 """
 
 import argparse
@@ -34,7 +35,8 @@ import tensorflow as tf
 from keras_draw import datasets, losses
 from keras_draw.files import WriteError, write_json
 from keras_draw.layers.validation import check_fits_in_memory
-from keras_draw.model_file import check_model_file, load_model
+from keras_draw.model_file import (add_model_flags, check_model_flags, flags_of, load_model, model_from_flags,
+                                   preset_model_name, shipped_dataset)
 from keras_draw.run_files import RunFiles
 
 PROGRAM = "evaluate"
@@ -47,13 +49,17 @@ NON_BINARY_NOTE = (
 )
 
 
+# What the progress bar shows, as the result names it: (key, column of `per_image_bounds`).
+PROGRESS_FIGURES = (("negative_elbo", "loss"), ("negative_log_likelihood", "negative_log_likelihood"))
+
+
 def log_importance_weights(model, x, epsilon):
     """log w = log p(x, z) − log q(z | x) of one inference pass with noise ε; shape (batch,)."""
     outputs = model.infer(x, epsilon, compiled=True)
     return losses.log_weight(x, outputs["canvas"], outputs["z"], outputs["mu"], outputs["log_sigma"])
 
 
-def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_batch_size=1000):
+def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_batch_size=1000, progress=None):
     """The negative ELBO terms and the importance-weighted −log p(x) of every image, in nats.
 
     Args:
@@ -63,6 +69,8 @@ def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_
         seed: seeds all the noise of the evaluation.
         importance_batch_size: (image, sample) pairs per inference pass; bounds the memory, so
             K = 1000 fits with any batch size.
+        progress: a `keras.utils.Progbar` counting batches (advanced within a batch as its
+            importance samples are drawn), or None.
 
     Returns:
         A dict of (n,) float64 arrays: `loss`, `reconstruction_loss`, `kl_loss` (one posterior
@@ -86,29 +94,36 @@ def per_image_bounds(model, batches, importance_samples=100, seed=0, importance_
     if importance_samples:
         columns["negative_log_likelihood"] = []
     binary = True
-    for x in batches:
+    for step, x in enumerate(batches):
         x = tf.convert_to_tensor(x, tf.float32)
         binary = binary and bool(tf.reduce_all((x == 0.0) | (x == 1.0)))
         for name, value in elbo_terms(x).items():
             columns[name].append(value.numpy())
         if importance_samples:
             samples_per_pass = max(1, min(importance_samples, importance_batch_size // int(x.shape[0])))
-            log_weights = [  # chunks of (batch, samples), K samples in all
-                chunk_log_weights(x, tf.constant(min(samples_per_pass, importance_samples - start))).numpy()
-                for start in range(0, importance_samples, samples_per_pass)
-            ]
+            log_weights = []  # chunks of (batch, samples), K samples in all
+            for start in range(0, importance_samples, samples_per_pass):
+                samples = min(samples_per_pass, importance_samples - start)
+                log_weights.append(chunk_log_weights(x, tf.constant(samples)).numpy())
+                if progress is not None and start + samples < importance_samples:
+                    progress.update(step + (start + samples) / importance_samples)
             log_weights = np.concatenate(log_weights, axis=1).astype(np.float64)  # (batch, K)
             log_mean_weight = tf.reduce_logsumexp(log_weights, axis=1) - math.log(importance_samples)
             columns["negative_log_likelihood"].append(-log_mean_weight.numpy())  # −log (1/K) Σ_k w_k
+        if progress is not None:  # the running means over the images so far
+            progress.update(step + 1, values=[(key, float(np.mean(np.concatenate(columns[column]))))
+                                              for key, column in PROGRESS_FIGURES if column in columns])
     if not columns["loss"]:
         raise ValueError("No images to evaluate: the dataset is empty.")
+    if progress is not None:
+        progress.update(len(columns["loss"]), finalize=True)
     result = {name: np.concatenate(values).astype(np.float64) for name, values in columns.items()}
     result["binary"] = binary
     return result
 
 
 def evaluate(model, dataset, split="test", importance_samples=100, batch_size=100, data_dir=None, manual_dir=None,
-             max_images=None, seed=0, importance_batch_size=1000):
+             max_images=None, seed=0, importance_batch_size=1000, verbose="auto"):
     """Evaluates a DRAW model on a split; returns a JSON-ready dict of figures in nats per image.
 
     Args:
@@ -123,6 +138,8 @@ def evaluate(model, dataset, split="test", importance_samples=100, batch_size=10
         max_images: evaluate only the first images of the split.
         seed: seeds the posterior samples.
         importance_batch_size: (image, sample) pairs per inference pass.
+        verbose: 0 silent, 1 a Keras progress bar over the batches, 2 one line at the end;
+            "auto": a bar on a terminal or in a notebook, else one line.
 
     Returns:
         `negative_elbo` with `reconstruction_loss` and `kl_loss`, `negative_log_likelihood`
@@ -135,9 +152,14 @@ def evaluate(model, dataset, split="test", importance_samples=100, batch_size=10
     for flag, count in (("batch_size", batch_size), ("importance_batch_size", importance_batch_size)):
         check_fits_in_memory(flag, count, pass_bytes(model), "an image (or image and sample) of a pass", flag=True)
     name = dataset if isinstance(dataset, str) else None
-    batches = _batches(dataset, split, batch_size, data_dir, manual_dir, seed)
+    batches, num_batches = _batches(dataset, split, batch_size, data_dir, manual_dir, seed, max_images)
     batches = _checked_batches(model, batches, max_images)
-    bounds = per_image_bounds(model, batches, importance_samples, seed, importance_batch_size)
+    verbose = console.progress_verbosity(verbose)
+    progress = None
+    if verbose:
+        progress = keras.utils.Progbar(num_batches, verbose=verbose, unit_name="batch",
+                                       stateful_metrics=[key for key, _ in PROGRESS_FIGURES])
+    bounds = per_image_bounds(model, batches, importance_samples, seed, importance_batch_size, progress)
     dimensions = math.prod(model.image_shape)
     result = {
         "dataset": name,
@@ -207,17 +229,24 @@ def check_output_file(path):
     """Raises ValueError, quoting the path, unless a file can be written there."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise ValueError(f"Cannot write a file there. Received: out={os.fspath(path)!r}")
+        raise ValueError(f"Cannot write a file there. Received: --output={os.fspath(path)!r}")
 
 
-def _batches(dataset, split, batch_size, data_dir, manual_dir, seed):
+def _batches(dataset, split, batch_size, data_dir, manual_dir, seed, max_images=None):
+    """The batches of images to evaluate, and how many there are (for the progress bar; None
+    where unknown)."""
     if isinstance(dataset, str):
         loaded = datasets.load(dataset, batch_size, data_dir=data_dir, manual_dir=manual_dir, seed=seed)
-        return loaded[SPLITS.index(split)]
+        batches = loaded[SPLITS.index(split)]
+        count = int(batches.cardinality())
+        return batches, min(count, -(-max_images // batch_size)) if max_images else count
     if isinstance(dataset, tf.data.Dataset):
-        return (batch[0] if isinstance(batch, (tuple, list)) else batch for batch in dataset)
-    images = np.asarray(dataset, dtype=np.float32)
-    return (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+        count = int(dataset.cardinality())
+        known = count >= 0 and max_images is None  # the batches' size is the dataset's own
+        return (batch[0] if isinstance(batch, (tuple, list)) else batch for batch in dataset), count if known else None
+    images = np.asarray(dataset, dtype=np.float32)[:max_images]
+    batches = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+    return batches, -(-len(images) // batch_size)
 
 
 def _checked_batches(model, batches, max_images):
@@ -260,25 +289,29 @@ def summary(result):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = console.ArgumentParser(
         prog="python -m keras_draw.evaluate",
         description="Negative ELBO and importance-weighted -log p(x) of a trained DRAW model.",
     )
-    parser.add_argument("--model", required=True, help="a saved model, e.g. RUN/model.keras")
-    parser.add_argument("--dataset", default=None,
-                        help=f"{', '.join(datasets.SUPPORTED)} (default: the run's, from config.json beside the model)")
-    parser.add_argument("--split", default="test", choices=SPLITS)
+    add_model_flags(parser)
+    parser.add_argument("--dataset", default=None, choices=datasets.SUPPORTED,
+                        help="default: the run's (config.json beside --model), or the dataset of shipped --weights")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="default: %(default)s")
     parser.add_argument("--importance-samples", type=int, default=100,
                         help="K; 0 skips the estimate (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=100, help="default: %(default)s")
     parser.add_argument("--importance-batch-size", type=int, default=1000,
                         help="(image, sample) pairs per inference pass (default: %(default)s)")
     parser.add_argument("--max-images", type=int, default=None, help="default: the whole split")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the posterior samples (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory (default: the run's, "
+                                                         "else ~/tensorflow_datasets)")
     parser.add_argument("--manual-dir", default=None, help="folder holding the dataset's original files")
-    parser.add_argument("--out", default=None,
-                        help="JSON file (default: MODEL_DIR/evaluation_DATASET_SPLIT.json)")
+    parser.add_argument("--output", default=None,
+                        help="the JSON file to write (default: MODEL_DIR/evaluation_DATASET_SPLIT.json; with --preset, "
+                             "evaluation_PRESET-WEIGHTS_DATASET_SPLIT.json here)")
+    parser.add_argument("--verbose", default="auto", choices=console.VERBOSE_CHOICES,
+                        help="1 a progress bar, 2 one line at the end, 0 none (default: auto, a bar on a terminal, else 2)")
     return parser.parse_args(argv)
 
 
@@ -287,26 +320,36 @@ def main(argv=None):
     writing = False
     try:
         check_options(args.split, args.importance_samples, args.batch_size, args.max_images, args.importance_batch_size)
-        check_model_file(args.model)
-        run = RunFiles.of_model(args.model)
-        args.dataset, args.data_dir, args.manual_dir = run.data_options(args.dataset, args.data_dir, args.manual_dir)
-        if args.dataset is None:
-            raise ValueError("No --dataset given, and no config.json naming one beside the model.")
-        out = args.out or os.path.join(run.output_dir, f"evaluation_{args.dataset}_{args.split}.json")
-        check_output_file(out)
-        result = evaluate(**{name: value for name, value in vars(args).items() if name != "out"})  # a flag an argument
+        check_model_flags(args.model, args.preset, args.weights)
+        if args.model is not None:
+            run = RunFiles.of_model(args.model)
+            dataset, data_dir, manual_dir = run.data_options(args.dataset, args.data_dir, args.manual_dir)
+            where, name = run.output_dir, "evaluation"
+        else:
+            dataset = args.dataset or shipped_dataset(args.preset, args.weights)
+            data_dir, manual_dir = args.data_dir, args.manual_dir
+            where, name = ".", f"evaluation_{preset_model_name(args.preset, args.weights)}"
+        if dataset is None:
+            raise ValueError("No --dataset given, and neither a config.json beside the model nor shipped --weights "
+                             "naming one.")
+        output = args.output or os.path.join(where, f"{name}_{dataset}_{args.split}.json")
+        check_output_file(output)
+        model = model_from_flags(args.model, args.preset, args.weights, compile=False)
+        result = evaluate(model, dataset, args.split, args.importance_samples, args.batch_size, data_dir, manual_dir,
+                          args.max_images, args.seed, args.importance_batch_size, verbose=args.verbose)
         writing = True
-        write_json(out, result)
+        write_json(output, result)
     except console.STOPS as stop:  # write_json writes whole or not at all
-        return console.stopped(PROGRAM, stop, f"{out} is whole (the new result, or what it held before)" if writing
+        return console.stopped(PROGRAM, stop, f"{output} is whole (the new result, or what it held before)" if writing
                                else "nothing was written")
     except (ValueError, datasets.DatasetUnavailableError) as err:
         return console.fail(PROGRAM, err)
     except WriteError as err:  # a full disk: a failure of the run, not of its input
         return console.fail(PROGRAM, err, status=1)
     print(summary(result))
-    print(f"Written to {out}.")
-    print(f"Next: python -m keras_draw.visualize --model {args.model}, for its pictures (docs/evaluation.md).")
+    print(f"Written to {output}.")
+    print(f"Next: python -m keras_draw.visualize {flags_of(args.model, args.preset, args.weights)}, for its "
+          "pictures (docs/evaluation.md).")
     return 0
 
 

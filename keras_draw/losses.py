@@ -7,24 +7,29 @@ distributions are built here, from tensors, and nowhere else in the package.
 """
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-tfd = tfp.distributions
+
+def distributions():
+    """`tfp.distributions`, imported on first use: TFP takes seconds to import (it loads tf-keras),
+    and `import keras_draw` with keras, which imports this module, stays light."""
+    import tensorflow_probability as tfp
+
+    return tfp.distributions
 
 
 def likelihood(canvas):
     """D(X | c_T) = Bernoulli(σ(c_T)) per pixel (eq. 9)."""
-    return tfd.Bernoulli(logits=canvas, dtype=canvas.dtype)
+    return distributions().Bernoulli(logits=canvas, dtype=canvas.dtype)
 
 
 def posterior(mu, log_sigma):
     """Q(Z_t | h^enc_t) = N(μ_t, σ_t²) per step and unit (eq. 6)."""
-    return tfd.Normal(loc=mu, scale=tf.exp(log_sigma))
+    return distributions().Normal(loc=mu, scale=tf.exp(log_sigma))
 
 
 def prior(like):
     """P(Z_t) = N(0, I), shaped like the tensor `like`."""
-    return tfd.Normal(loc=tf.zeros_like(like), scale=tf.ones_like(like))
+    return distributions().Normal(loc=tf.zeros_like(like), scale=tf.ones_like(like))
 
 
 def distortion(x, canvas):
@@ -44,9 +49,9 @@ def rate(mu, log_sigma):
         mu, log_sigma: posterior parameters of every step, shape (batch, T, latent_dim).
 
     Returns:
-        (batch,) KL in nats; tfd.kl_divergence has eq. 11's constant −T·|z|/2 right (docs/paper.md pitfall 3).
+        (batch,) KL in nats; TFP's kl_divergence has eq. 11's constant −T·|z|/2 right (docs/paper.md pitfall 3).
     """
-    return tf.reduce_sum(tfd.kl_divergence(posterior(mu, log_sigma), prior(mu)), axis=[1, 2])  # eq. 10
+    return tf.reduce_sum(distributions().kl_divergence(posterior(mu, log_sigma), prior(mu)), axis=[1, 2])  # eq. 10
 
 
 def negative_elbo(x, canvas, mu, log_sigma):

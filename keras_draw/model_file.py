@@ -1,4 +1,5 @@
-"""Loading a model that train.py saved (RUN/model.keras), with one-line errors for what is not one.
+"""Loading a model that train.py saved (RUN/model.keras), or a preset with weights, with one-line
+errors for what is not one.
 
 Keras calls random bytes or a truncated file "File not found" and would build whatever other
 model a .keras file holds, so the archive is checked first: a zip, with a config.json that names
@@ -52,3 +53,69 @@ def load_model(model, compile=True):
     except Exception as err:  # damaged weights inside a sound archive: Keras and h5py raise many kinds
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"Cannot load {os.fspath(model)!r}: {first_line}") from err
+
+
+def check_model_flags(model=None, preset=None, weights=None):
+    """ValueError (one line) unless the flags name one model: `--model FILE`, or `--preset NAME
+    --weights W` (W: a dataset whose weights ship with keras_draw, or a .weights.h5 file)."""
+    if model is not None and (preset is not None or weights is not None):
+        raise ValueError("Give --model, or --preset with --weights, not both. "
+                         f"Received: --model={model!r}, --preset={preset!r}, --weights={weights!r}")
+    if model is None and (preset is None or weights is None):
+        raise ValueError("Give a model: --model RUN/model.keras, or --preset NAME with --weights "
+                         f"(shipped: e.g. --preset mnist --weights binarized_mnist). Received: --preset={preset!r}, "
+                         f"--weights={weights!r}")
+    if model is not None:
+        check_model_file(model)
+        return
+    from keras_draw import pretrained, presets
+
+    presets.get(preset)
+    pretrained.weights_path(preset, weights)  # an unknown name or a missing file fails here
+
+
+def model_from_flags(model=None, preset=None, weights=None, compile=True):
+    """The Draw the flags name (see `check_model_flags`), loaded."""
+    check_model_flags(model, preset, weights)
+    if model is not None:
+        return load_model(model, compile=compile)
+    from keras_draw.draw import Draw
+
+    try:
+        return Draw.from_preset(preset, weights=weights)
+    except Exception as err:  # weights of another network, a damaged file: Keras and h5py raise many kinds
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"Cannot load --weights {weights!r} into the {preset!r} preset: {first_line}") from err
+
+
+def shipped_dataset(preset, weights):
+    """The dataset that shipped weights `weights` of `preset` were trained on; None for a file."""
+    from keras_draw import pretrained
+
+    return weights if weights in pretrained.index().get(preset, {}) else None
+
+
+def preset_model_name(preset, weights):
+    """PRESET-WEIGHTS, the weights' dataset or file stem (e.g. mnist-binarized_mnist): the name
+    of a `--preset --weights` model in default output names."""
+    stem = os.path.basename(weights)
+    for suffix in (".weights.h5", ".h5"):
+        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    return f"{preset}-{stem}"
+
+
+def add_model_flags(parser):
+    """--model, or --preset with --weights: the model a command takes (`model_from_flags`)."""
+    from keras_draw import presets
+
+    parser.add_argument("--model", default=None, help="a model train.py saved, e.g. runs/mnist/model.keras")
+    parser.add_argument("--preset", default=None, choices=list(presets.PRESETS),
+                        help="instead of --model: a preset, with --weights")
+    parser.add_argument("--weights", default=None,
+                        help="with --preset: a dataset whose weights ship with keras_draw (e.g. binarized_mnist "
+                             "for the mnist preset), or a .weights.h5 file")
+
+
+def flags_of(model=None, preset=None, weights=None):
+    """The flags that name this model, for the commands a command suggests next."""
+    return f"--model {model}" if model is not None else f"--preset {preset} --weights {weights}"

@@ -53,20 +53,27 @@ class Generation:
             f"Written to {out}/: samples.png (generated images), drawing.gif (the drawing, step by step), "
             "reconstructions.png, model.keras, metrics.csv (see docs/training.md).",
         ]
-        if options.preset == "demo":
-            lines.append("Next: look at the pictures in that folder, or train the paper's network: "
-                         "python train.py --preset mnist --dataset binarized_mnist --manual-dir DIR (docs/training.md).")
-        else:
-            lines.append(f"Next: python -m keras_draw.evaluate --model {out}/model.keras --importance-samples 1000 "
-                         "(a tighter bound on -log p(x); docs/evaluation.md).")
+        lines.append(self.next_step(options))
         return lines
+
+    def next_step(self, options):
+        """The "Next:" line of `summary`, for the dataset the run trained on."""
+        out = options.resolved_output_dir()
+        if options.preset == "demo":
+            return ("Next: look at the pictures in that folder, or train the paper's network on the paper's data: "
+                    "python train.py --dataset binarized_mnist (docs/training.md).")
+        if data_sources.image_shape(options.dataset)[2] > 1:  # intensities: no likelihood to bound
+            return (f"Next: open {out}/drawing.gif, or python -m keras_draw.visualize --model {out}/model.keras "
+                    "--num-images 64 --seed 1 for other samples (docs/evaluation.md).")
+        return (f"Next: python -m keras_draw.evaluate --model {out}/model.keras --importance-samples 1000 "
+                "(a tighter bound on -log p(x); docs/evaluation.md).")
 
 
 class Classification:
     """`keras_draw.DrawClassifier`: the cross-entropy and accuracy, and the glimpses (Figure 3)."""
 
     # Flags of DRAW's generator that the classifier does not have.
-    NOT_OPTIONS = ("write_n", "latent_dim", "no_attention", "export_dir")
+    NOT_OPTIONS = ("write_n", "latent_dim", "no_attention", "model_base_path")
 
     def model_config(self, options):
         """The `DrawClassifier` arguments: the preset, the dataset's image shape, the overrides."""

@@ -8,8 +8,8 @@ from keras_draw import data_sources, presets, strategies
 from keras_draw.files import check_output_dir
 
 
-# Keras dtype policies: mixed_bfloat16 runs the LSTMs in bfloat16 (see `Draw`).
-PRECISIONS = ("float32", "mixed_bfloat16")
+# Keras dtype policies: the mixed ones run the LSTMs in bfloat16 or float16 (see `Draw`).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # The values of the auto/on/off flags (`--jit-compile`; the benchmarks' `--jit` and `--unroll`)
 # and what they mean to `Draw.compile`.
@@ -40,7 +40,7 @@ class TrainOptions:
     checkpoint_every: int | None = None
     resume: bool = False
     deterministic: bool = False
-    export_dir: str | None = None
+    model_base_path: str | None = None  # TF Serving's model folder, which the run exports into
     strategy: str = "default"
     jit_compile: str = "auto"
     unroll: bool | str | None = None  # True, False, or "auto" (see `Draw.compile`)
@@ -61,8 +61,16 @@ class TrainOptions:
 
     # Options that may change between a run and its resumption; the others must match.
     CHANGEABLE = ("epochs", "learning_rate", "data_dir", "manual_dir", "output_dir", "checkpoint_every", "resume",
-                  "deterministic", "export_dir", "strategy", "jit_compile", "unroll", "log_test",
+                  "deterministic", "model_base_path", "strategy", "jit_compile", "unroll", "log_test",
                   "lr_patience", "lr_factor", "early_stopping", "weight_average", "precision")
+
+    # Options a run's config.json may hold under an earlier name: old name -> new.
+    RENAMED = {"export_dir": "model_base_path"}
+
+    @classmethod
+    def from_saved(cls, options):
+        """The options of a run's config.json, written by this version or an earlier one."""
+        return cls(**{cls.RENAMED.get(name, name): value for name, value in options.items()})
 
     def __post_init__(self):
         if self.preset is None:
@@ -112,15 +120,19 @@ class TrainOptions:
             if path is not None and not os.path.isdir(path):
                 raise ValueError(f"`{name}` is not an existing directory. Received: {name}={path!r}")
         check_output_dir(self.resolved_output_dir(), "output_dir")
-        if self.export_dir is not None:
-            check_output_dir(self.export_dir, "export_dir")
+        if self.model_base_path is not None:
+            check_output_dir(self.model_base_path, "model_base_path")
 
     def resumable(self):
         """The options a checkpoint must share with the run that resumes it."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.CHANGEABLE}
 
     def resolved_output_dir(self):
-        return os.path.join("runs", self.dataset) if self.output_dir is None else self.output_dir
+        """`output_dir`, else runs/DATASET for the dataset's own preset, runs/DATASET-PRESET for another."""
+        if self.output_dir is not None:
+            return self.output_dir
+        folder = self.dataset if self.preset == presets.for_dataset(self.dataset) else f"{self.dataset}-{self.preset}"
+        return os.path.join("runs", folder)
 
     def model_config(self):
         """The `Draw` arguments: the preset, the dataset's image shape, then the overrides."""

@@ -9,9 +9,12 @@ the model), so a bad value leaves no trace.
 """
 
 import dataclasses
+import itertools
 import math
+import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import tensorflow as tf
@@ -120,8 +123,8 @@ def train(verbose="auto", **options):
         write_json(files.test_metrics, {k: float(v) for k, v in test_metrics.items()})
         test_images = tf.nest.flatten(next(iter(data.test.unbatch().batch(32))))[0]  # without labels, if any
         task.write_pictures(model, files.output_dir, test_images, seed=options.seed)
-        if options.export_dir is not None and chief:
-            print(f"Exported the SavedModel to {serving.export(model, options.export_dir)}")
+        if options.model_base_path is not None and chief:
+            print(f"Exported the SavedModel to {serving.export(model, options.model_base_path)}")
     if not chief:
         shutil.rmtree(files.output_dir, ignore_errors=True)
     return model, history
@@ -163,14 +166,30 @@ def resume_state(model, options, checkpoint):
     if differences:
         raise ValueError(
             f"{checkpoint.directory} holds a checkpoint of another configuration "
-            f"({'; '.join(differences)}): rerun with its options (its config.json), or use another output directory."
+            f"({'; '.join(differences)}): rerun with its options (its config.json), or pass another output "
+            f"directory (--output-dir {unused_folder(options.resolved_output_dir())})."
         )
-    state = checkpoint.restore(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = checkpoint.restore(model)
+    if any(str(w.message).startswith("Skipping variable loading for optimizer") for w in caught):
+        # Keras loads the weights and skips, with a warning, an optimizer state of another shape:
+        # a mixed_float16 run's Adam lies inside a LossScaleOptimizer, another run's does not.
+        raise ValueError(
+            f"{checkpoint.directory} holds an optimizer state this run's optimizer cannot take (mixed_float16 "
+            "keeps Adam inside a loss-scale optimizer, float32 and mixed_bfloat16 do not): resume with the "
+            f"checkpoint's precision, or pass another output directory. Received: precision={options.precision!r}"
+        )
     # Written before the learning rate could change: the run's own rate, from its first epoch.
     state.setdefault("schedule", {"learning_rate": saved["config"].get("learning_rate", defaults.learning_rate),
                                   "from_epoch": 0})
     state["config"] = config
     return restart_schedule(state, options)
+
+
+def unused_folder(path):
+    """`path`-2, `path`-3, ...: the first that does not exist."""
+    return next(f"{path}-{k}" for k in itertools.count(2) if not os.path.exists(f"{path}-{k}"))
 
 
 def restart_schedule(state, options):

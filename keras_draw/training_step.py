@@ -57,9 +57,9 @@ class TrainingStep:
 
     def get_compile_config(self):
         """Keras's compile config, with this `compile`'s own arguments, so that a reloaded
-        model compiles as this one did."""
+        model compiles as this one did; {} for a model never compiled, which loads uncompiled."""
         config = super().get_compile_config()
-        if config is not None:
+        if config:
             config.update(jit_compile=self.jit_compile_option, unroll=self.unroll_option)
         return config
 
@@ -83,17 +83,23 @@ class TrainingStep:
     def train_step(self, data):
         x = inputs.check_images(self.image_shape, data)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # The loss scale s: under mixed_float16, `compile` made the optimizer a LossScaleOptimizer,
+        # whose `scale_loss` multiplies by s, so that float16 gradients do not underflow; else 1.
+        scale = self.optimizer.scale_loss(1.0)
         with tf.GradientTape() as tape:
             terms = self._step_terms(x)
             loss = ops.mean(terms["loss"]) / replicas  # the replicas' gradients are summed
-        gradients = tape.gradient(loss, self.trainable_weights)
+            scaled_loss = self.optimizer.scale_loss(loss)  # s · loss
+        gradients = [g / scale for g in tape.gradient(scaled_loss, self.trainable_weights)]  # unscaled
         if replicas > 1:  # clip the global gradient, as one device would: sum the replicas' first
             gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
         if self.clip_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
         if replicas > 1:  # the optimizer sums the replicas' gradients again: R copies of g / R
             gradients = [g / replicas for g in gradients]
-        self.optimizer.apply(gradients, self.trainable_weights)
+        # Scaled again for the optimizer, which divides by s (exactly: s is a power of 2), skips
+        # the step and halves s when a gradient is not finite, and doubles s after a run of good steps.
+        self.optimizer.apply([g * scale for g in gradients], self.trainable_weights)
         return self._update_metrics(terms)
 
     def test_step(self, data):

@@ -10,8 +10,9 @@ and, when test images are given:
     reconstruction_drawing.gif  the same for the inference pass, the read window boxed in green
     reconstruction_steps.png
 
-`python -m keras_draw.visualize --model RUN/model.keras --out DIR` writes them for a saved model,
-taking test images from the run's dataset (--dataset, or config.json beside the model).
+`python -m keras_draw.visualize --model RUN/model.keras --output-dir DIR` writes them for a saved
+model (or `--preset mnist --weights binarized_mnist`, the shipped weights), taking test images from
+the run's dataset (--dataset, config.json beside the model, or the shipped weights' dataset).
 """
 
 import argparse
@@ -30,7 +31,8 @@ from keras_draw import animation, datasets
 from keras_draw.evaluate import SPLITS
 from keras_draw.files import WriteError
 from keras_draw.layers.validation import check_count, check_fits_in_memory
-from keras_draw.model_file import load_model
+from keras_draw.model_file import (add_model_flags, check_model_flags, load_model, model_from_flags, preset_model_name,
+                                   shipped_dataset)
 from keras_draw.images import save_grid
 from keras_draw.run_files import RunFiles
 
@@ -142,19 +144,22 @@ def dataset_images(dataset, split="test", count=32, data_dir=None, manual_dir=No
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = console.ArgumentParser(
         prog="python -m keras_draw.visualize",
         description="Samples, reconstructions and animations of DRAW's drawing process.",
     )
-    parser.add_argument("--model", required=True, help="a saved model, e.g. RUN/model.keras")
-    parser.add_argument("--out", default=None, help="output folder (default: the model's folder)")
-    parser.add_argument("--dataset", default=None,
-                        help="images to reconstruct (default: the run's dataset, from config.json beside the model)")
-    parser.add_argument("--split", default="test", choices=SPLITS)
+    add_model_flags(parser)
+    parser.add_argument("--output-dir", default=None,
+                        help="the folder to write into (default: the model's folder; with --preset, PRESET-WEIGHTS here)")
+    parser.add_argument("--dataset", default=None, choices=datasets.SUPPORTED,
+                        help="images to reconstruct (default: the run's, from config.json beside --model, or the "
+                             "dataset of shipped --weights)")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="default: %(default)s")
     parser.add_argument("--no-reconstructions", action="store_true", help="generated pictures only")
-    parser.add_argument("--num-images", type=int, default=16, help="images in each animation")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    parser.add_argument("--num-images", type=int, default=16, help="images in each animation (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the generated and posterior noise (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory (default: the run's, "
+                                                         "else ~/tensorflow_datasets)")
     parser.add_argument("--manual-dir", default=None, help="folder holding the dataset's original files")
     return parser.parse_args(argv)
 
@@ -163,17 +168,22 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         console.check_positive_flags(num_images=args.num_images)
-        model = load_model(args.model)
-        check_num_images(model, args.num_images, flag=True)
-        run = RunFiles.of_model(args.model)
-        out_dir = args.out or run.output_dir
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise ValueError(f"`--out` exists and is not a folder. Received: --out={out_dir!r}")
-        images = None
-        if not args.no_reconstructions:
+        check_model_flags(args.model, args.preset, args.weights)
+        if args.model is not None:
+            run = RunFiles.of_model(args.model)
+            out_dir = args.output_dir or run.output_dir
             dataset, data_dir, manual_dir = run.data_options(args.dataset, args.data_dir, args.manual_dir)
-            if dataset is not None:
-                images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
+        else:
+            out_dir = args.output_dir or preset_model_name(args.preset, args.weights)
+            dataset = args.dataset or shipped_dataset(args.preset, args.weights)
+            data_dir, manual_dir = args.data_dir, args.manual_dir
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise ValueError(f"`--output-dir` exists and is not a folder. Received: --output-dir={out_dir!r}")
+        model = model_from_flags(args.model, args.preset, args.weights, compile=False)
+        check_num_images(model, args.num_images, flag=True)
+        images = None
+        if not args.no_reconstructions and dataset is not None:
+            images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
         paths = write_pictures(model, out_dir, images, seed=args.seed, num_images=args.num_images)
     except console.STOPS as stop:
         return console.stopped(PROGRAM, stop, "each picture is whole: the new one, or the one before")

@@ -23,7 +23,6 @@ selects), and writes
                                                    published weights (keras_draw.visualize)
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -52,16 +51,17 @@ REFERENCE_SEED = 0
 
 
 def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, importance_images=500,
-            paper_figure=None, root=ROOT, keep_checkpoint=False, max_images=None):
+            paper_figure=None, root=ROOT, keep_checkpoint=False, max_images=None, verbose=0):
     """Publishes the run in `run_dir` (see the module docstring) under `root`; returns the summary.
 
-    The validation and test figures cover the whole splits, or their first `max_images`."""
+    The validation and test figures cover the whole splits, or their first `max_images`. `verbose`:
+    a progress bar (1) or a line (2) for each of its evaluations, as `keras_draw.evaluate.evaluate`."""
     run = RunFiles(run_dir)
     config, checkpoint = run.read_config(), run.latest_checkpoint()
     if config is None or not checkpoint.exists():
         raise ValueError(f"{run_dir!r} is not the folder of a training run: no config.json, or no checkpoint/state.json")
     state = checkpoint.read_state()
-    options = TrainOptions(**config["options"])
+    options = TrainOptions.from_saved(config["options"])
     recipe_changes = run.read_recipe_changes()
     preset, dataset = options.preset, options.dataset
     _, data_dir, manual_dir = run.data_options(dataset, data_dir, manual_dir)
@@ -73,10 +73,12 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
 
     _, _, test_ds = datasets.load(dataset, 100, data_dir=data_dir, manual_dir=manual_dir)
     images = np.concatenate([x.numpy() for x in test_ds.take(REFERENCE_IMAGES // 100 + 1)])[:REFERENCE_IMAGES]
-    reference = evaluate.evaluate(model, images, importance_samples=0, seed=REFERENCE_SEED)["negative_elbo"]
+    reference = evaluate.evaluate(model, images, importance_samples=0, seed=REFERENCE_SEED,
+                                  verbose=verbose)["negative_elbo"]
 
     def split_figures(split, **kwargs):
-        return evaluate.evaluate(model, dataset, split, data_dir=data_dir, manual_dir=manual_dir, **kwargs)
+        return evaluate.evaluate(model, dataset, split, data_dir=data_dir, manual_dir=manual_dir, verbose=verbose,
+                                 **kwargs)
 
     test = split_figures("test", importance_samples=0, max_images=max_images)
     validation = split_figures("validation", importance_samples=0, max_images=max_images)
@@ -149,11 +151,12 @@ def wall_time_note(timed, epochs):
 
 def command_line(options):
     """`python train.py` with the flags of the options that differ from the defaults (the
-    preset's, for the options that a preset's recipe sets)."""
-    defaults = {**dataclasses.asdict(type(options)(preset=options.preset)), "preset": type(options)().preset}
+    dataset's preset; the preset's, for the options that a preset's recipe sets)."""
+    defaults = {**dataclasses.asdict(type(options)(preset=options.preset)), "dataset": type(options)().dataset,
+                "preset": type(options)(dataset=options.dataset).preset}
     flags = []
     for name, value in dataclasses.asdict(options).items():
-        if value == defaults[name] or name in ("output_dir", "data_dir", "manual_dir", "export_dir"):
+        if value == defaults[name] or name in ("output_dir", "data_dir", "manual_dir", "model_base_path"):
             continue
         flag = "--" + name.replace("_", "-")
         flags += [flag] if value is True else ["--no-" + flag[2:]] if value is False else [flag, str(value)]
@@ -200,15 +203,19 @@ def plot_learning_curves(history, path, title="", paper_figure=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python scripts/publish.py", description=__doc__.splitlines()[0])
+    parser = console.ArgumentParser(prog="python scripts/publish.py", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a training run's output directory")
     parser.add_argument("--manual-dir", default=None, help="default: the run's (config.json), where it exists")
     parser.add_argument("--data-dir", default=None, help="default: the run's (config.json), where it exists")
-    parser.add_argument("--importance-samples", type=int, default=1000)
-    parser.add_argument("--importance-images", type=int, default=500, help="test images of the K-sample bound")
+    parser.add_argument("--importance-samples", type=int, default=1000, help="K (default: %(default)s)")
+    parser.add_argument("--importance-images", type=int, default=500,
+                        help="test images of the K-sample bound (default: %(default)s)")
     parser.add_argument("--keep-checkpoint", action="store_true",
                         help="also copy the run's last checkpoint and config.json into results/")
     parser.add_argument("--paper-figure", type=float, default=None, help="the paper's negative ELBO, drawn on the plot")
+    parser.add_argument("--verbose", default="auto", choices=console.VERBOSE_CHOICES,
+                        help="each evaluation's progress: 1 a bar, 2 one line, 0 none (default: auto, a bar on a "
+                             "terminal, else 2)")
     args = parser.parse_args(argv)
     try:
         if not os.path.isdir(args.run_dir):
@@ -218,7 +225,8 @@ def main(argv=None):
         if args.paper_figure is not None and not np.isfinite(args.paper_figure):
             raise ValueError(f"--paper-figure must be a finite number. Received: --paper-figure={args.paper_figure}")
         summary = publish(args.run_dir, args.manual_dir, args.data_dir, args.importance_samples,
-                          args.importance_images, args.paper_figure, keep_checkpoint=args.keep_checkpoint)
+                          args.importance_images, args.paper_figure, keep_checkpoint=args.keep_checkpoint,
+                          verbose=console.progress_verbosity(args.verbose))
     except WriteError as err:  # a full disk: a failure of the run, not of its input
         return console.fail(PROGRAM, err, status=1)
     except (OSError, KeyError, ValueError, datasets.DatasetUnavailableError) as err:  # the run folder's files

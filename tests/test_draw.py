@@ -417,8 +417,9 @@ def test_mixed_bfloat16_computes_the_lstms_in_bfloat16_and_the_rest_in_float32()
 
 
 @pytest.mark.slow
-def test_mixed_bfloat16_trains_with_step_body_xla():
-    mixed = Draw.from_preset("tiny", seed=0, dtype="mixed_bfloat16")
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_step_body_xla(precision):
+    mixed = Draw.from_preset("tiny", seed=0, dtype=precision)
     x = (np.random.default_rng(0).random((16, 28, 28, 1)) > 0.5).astype("float32")
     mixed.compile(optimizer=keras.optimizers.Adam(1e-3))  # step-body XLA on a CPU
     before = [w.copy() for w in mixed.get_weights()]
@@ -427,9 +428,55 @@ def test_mixed_bfloat16_trains_with_step_body_xla():
     assert any(not np.array_equal(a, b) for a, b in zip(before, mixed.get_weights()))
 
 
-def test_mixed_float16_is_refused_for_want_of_loss_scaling():
-    with pytest.raises(ValueError, match="use mixed_bfloat16"):
-        Draw.from_preset("tiny", dtype="mixed_float16")
+def test_mixed_float16_computes_the_lstms_in_float16_and_the_loss_as_float32_does():
+    full = Draw.from_preset("tiny", seed=0)
+    mixed = Draw.from_preset("tiny", seed=0, dtype="mixed_float16")
+    mixed.set_weights(full.get_weights())
+    assert {w.dtype for w in mixed.weights} == {"float32"}
+    assert mixed.encoder.compute_dtype == mixed.decoder.compute_dtype == "float16"
+    assert mixed.reader.window.dense.compute_dtype == mixed.writer.patch.compute_dtype == "float32"
+    x = (np.random.default_rng(0).random((16, 28, 28, 1)) > 0.5).astype("float32")
+    epsilon = full.sample_noise(16, seed=3)
+    expected, got = full.negative_elbo(x, epsilon)["loss"], mixed.negative_elbo(x, epsilon)["loss"]
+    assert got.dtype == "float32"
+    np.testing.assert_allclose(got, expected, rtol=2e-3)  # float16 keeps ~3 significant digits
+
+
+def test_mixed_float16_scales_the_loss_and_clips_the_unscaled_gradients():
+    # One SGD step clipped to norm 1 moves the weights by exactly learning rate × 1, as in float32:
+    # clipping the scaled gradients (2^15 times larger) would not, nor would unscaling them twice.
+    x = (np.random.default_rng(0).random((16, 28, 28, 1)) > 0.5).astype("float32")
+    updates = {}
+    for precision in ("float32", "mixed_float16"):
+        model = Draw.from_preset("tiny", seed=0, dtype=precision, clip_norm=1.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=False)
+        before = model.get_weights()
+        model.train_on_batch(x)
+        updates[precision] = np.concatenate([(b - a).ravel() for a, b in zip(before, model.get_weights())])
+    mixed = model
+    assert isinstance(mixed.optimizer, keras.optimizers.LossScaleOptimizer)  # Keras's compile wraps it
+    assert float(mixed.optimizer.dynamic_scale) == 2.0**15  # finite gradients: the step was not skipped
+    for update in updates.values():
+        np.testing.assert_allclose(np.linalg.norm(update), 0.01, rtol=1e-4)
+    cosine = updates["float32"] @ updates["mixed_float16"] / 0.01**2
+    assert cosine > 0.99, cosine
+
+
+@pytest.mark.slow
+def test_a_few_mixed_float16_steps_lower_the_loss_as_float32_does():
+    pattern = np.random.default_rng(0).random((1, 28, 28, 1)) > 0.5  # one image to learn, ~543 nats at first
+    x = np.repeat(pattern, 32, axis=0).astype("float32")
+    losses = {}
+    for precision in ("float32", "mixed_float16"):
+        model = Draw.from_preset("tiny", seed=0, dtype=precision)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+        before = model.evaluate(x, batch_size=32, return_dict=True, verbose=0)["loss"]
+        model.fit(x, batch_size=8, epochs=3, verbose=0, shuffle=False)  # 12 steps
+        losses[precision] = before, model.evaluate(x, batch_size=32, return_dict=True, verbose=0)["loss"]
+    (before, after), (before_f32, after_f32) = losses["mixed_float16"], losses["float32"]
+    np.testing.assert_allclose(before, before_f32, rtol=1e-4)
+    assert after < before - 30, losses  # float32: 543.6 -> 496.8
+    np.testing.assert_allclose(after, after_f32, rtol=0.02)
 
 
 def test_initialize_canvas_starts_the_canvas_at_the_mean_image():

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import keras
 import numpy as np
@@ -165,12 +166,58 @@ def test_command_line_writes_json_next_to_the_model(trained_model, mnist_data_di
         (["--model", "m.keras", "--max-images", "0"], "--max-images must be a positive integer"),
         (["--model", "m.keras", "--batch-size", str(10**12)], "--batch-size must be at most 65,536"),
         (["--model", "m.keras", "--importance-samples", str(10**9)], "--importance-samples must be at most 1,000,000"),
+        (["--dataset", "mnist"], "Give a model: --model RUN/model.keras, or --preset NAME with --weights"),
+        (["--preset", "tiny", "--dataset", "mnist"], "Received: --preset='tiny', --weights=None"),
+        (["--model", "m.keras", "--preset", "mnist", "--weights", "binarized_mnist"], "not both"),
+        (["--preset", "mnist", "--weights", "cifar10"], "No shipped weights for preset 'mnist' trained on 'cifar10'"),
+        (["--preset", "tiny", "--weights", "no/such.weights.h5", "--dataset", "mnist"], "Weights file not found"),
+        (["--preset", "mnist", "--weights", "binarized_mnist", "--output", "no/such/folder/e.json"],
+         "Cannot write a file there. Received: --output='no/such/folder/e.json'"),
     ],
 )
-def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, capsys):
+def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1 and error.startswith("evaluate: error:")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "m.keras", "--out", "e.json"], "unrecognized arguments: --out e.json"),  # now --output
+    (["--model", "m.keras", "--verbose", "loud"], "argument --verbose: invalid choice: 'loud'"),
+    (["--model", "m.keras", "--split", "dev"], "argument --split: invalid choice: 'dev'"),
+])
+def test_flags_it_does_not_know_exit_2_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in error and error.count("\n") == 1, error
+
+
+def test_a_preset_with_weights_evaluates_as_that_model_into_a_json_named_after_it(mnist_data_dir, tmp_path,
+                                                                                  monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = Draw.from_preset("tiny", seed=5)
+    model.save_weights(tmp_path / "tiny5.weights.h5")
+    argv = ["--preset", "tiny", "--weights", "tiny5.weights.h5", "--dataset", "mnist", "--data-dir", mnist_data_dir,
+            "--max-images", "30", "--importance-samples", "2", "--seed", "4", "--verbose", "0"]
+    assert main(argv) == 0
+    written = json.loads((tmp_path / "evaluation_tiny-tiny5_mnist_test.json").read_text())
+    expected = evaluate(model, "mnist", data_dir=mnist_data_dir, max_images=30, importance_samples=2, seed=4, verbose=0)
+    assert written == json.loads(json.dumps(expected)) and written["num_images"] == 30
+    assert "Next: python -m keras_draw.visualize --preset tiny --weights tiny5.weights.h5" in capsys.readouterr().out
+
+
+def test_the_progress_bar_counts_batches_and_ends_on_the_results_figures(capsys):
+    images = block_patterns(250, seed=1)
+    result = evaluate(Draw.from_preset("tiny", seed=0), images, batch_size=100, importance_samples=3, verbose=1)
+    bar = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out.split("\r")[-1])  # as last redrawn, without colours
+    assert bar.startswith("3/3 ") and "batch" in bar, bar
+    assert f"negative_elbo: {result['negative_elbo']:.4f}" in bar, bar
+    assert f"negative_log_likelihood: {result['negative_log_likelihood']:.4f}" in bar, bar
+    evaluate(Draw.from_preset("tiny", seed=0), images, batch_size=100, importance_samples=0, verbose=0)
+    assert capsys.readouterr().out == ""
 
 
 def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path, monkeypatch, capsys):

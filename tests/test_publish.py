@@ -90,8 +90,9 @@ def test_publishing_a_second_preset_keeps_the_first_ones_weights_and_reference(p
 def test_command_line_names_only_what_differs_from_the_defaults():
     options = TrainOptions(preset="mnist", dataset="binarized_mnist", epochs=300, log_test=True,
                            manual_dir="/data", output_dir="runs/x")
-    assert command_line(options) == ("python train.py --dataset binarized_mnist --preset mnist --epochs 300 "
-                                     "--log-test --manual-dir DIR")
+    assert command_line(options) == "python train.py --dataset binarized_mnist --epochs 300 --log-test --manual-dir DIR"
+    assert command_line(TrainOptions(preset="tiny")) == "python train.py --preset tiny"
+    assert command_line(TrainOptions(dataset="svhn", model_base_path="serving/draw")) == "python train.py --dataset svhn"
 
 
 def test_unknown_weights_name_lists_what_is_shipped():
@@ -123,6 +124,14 @@ def test_command_line_refuses_values_no_user_can_mean_before_evaluating(argv, me
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("publish: error: ") and message in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_verbose_it_does_not_know_exits_2_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--verbose", "loud"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "argument --verbose: invalid choice: 'loud'" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 
 

@@ -150,10 +150,24 @@ def test_a_run_that_finishes_while_a_second_starts_is_not_rolled_back(copy_run, 
 
 def test_another_configuration_is_refused_naming_the_differences(copy_run, mnist_data_dir):
     before = sorted(os.listdir(copy_run / "checkpoint"))
-    with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3") as error:
+    with pytest.raises(ValueError, match=r"num_steps: 3 -> 4.*read_n: 2 -> 3") as refusal:
         train(**TINY_RUN, num_steps=4, read_n=3, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
-    assert "delete" not in str(error.value)  # a sound checkpoint, of another run
+    assert "delete" not in str(refusal.value)  # a sound checkpoint, of another run
     assert sorted(os.listdir(copy_run / "checkpoint")) == before
+    # It names a folder to pass instead: the first of RUN-2, RUN-3, ... that does not exist.
+    (copy_run.parent / f"{copy_run.name}-2").mkdir()
+    assert f"pass another output directory (--output-dir {copy_run}-2)" in str(refusal.value)
+    with pytest.raises(ValueError, match=re.escape(f"(--output-dir {copy_run}-3)")):
+        train(**TINY_RUN, num_steps=4, data_dir=mnist_data_dir, output_dir=str(copy_run), verbose=0)
+
+
+def test_a_float32_checkpoint_is_refused_under_mixed_float16_rather_than_losing_adams_moments(copy_run,
+                                                                                               mnist_data_dir):
+    before = {p.name: p.read_bytes() for p in (copy_run / "checkpoint").iterdir()}
+    with pytest.raises(ValueError, match=r"resume with the checkpoint's precision.*Received: precision='mixed_float16'"):
+        train(**{**TINY_RUN, "epochs": 3}, precision="mixed_float16", data_dir=mnist_data_dir,
+              output_dir=str(copy_run), verbose=0)
+    assert {p.name: p.read_bytes() for p in (copy_run / "checkpoint").iterdir()} == before
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path):

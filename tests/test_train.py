@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import load_train_script
-from keras_draw import Draw, datasets, files, malloc
+from keras_draw import Draw, datasets, files, malloc, presets
 from keras_draw.checkpoint import Checkpoint
-from keras_draw.training import TrainOptions, build_model, train
+from keras_draw.training import TrainOptions, build_model, summary, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("model.keras", "config.json", "metrics.csv", "test_metrics.json", "samples.png", "reconstructions.png",
@@ -29,7 +30,7 @@ def test_train_writes_every_output_file_and_starts_its_canvas_at_the_training_me
     monkeypatch.setattr(Draw, "initialize_canvas", lambda self, mean: (means.append(np.asarray(mean)), initialize(self, mean)))
     output_dir = tmp_path / "run"
     model, history = train(preset="tiny", epochs=2, steps_per_epoch=2, data_dir=mnist_data_dir, log_test=True,
-                           output_dir=str(output_dir), export_dir=str(tmp_path / "serving"), verbose=0)
+                           output_dir=str(output_dir), model_base_path=str(tmp_path / "serving"), verbose=0)
     assert (tmp_path / "serving" / "1" / "saved_model.pb").is_file()
     assert history.epoch == [0, 1] and len(history.history["val_loss"]) == 2
     for name in RUN_FILES:
@@ -160,8 +161,6 @@ def test_the_folder_lock_dies_with_the_process_that_held_it(tmp_path):
 
 
 BAD_VALUES = [
-    (["--dataset", "imagenet"], "Unknown dataset: 'imagenet'"),
-    (["--preset", "huge"], "Unknown preset: 'huge'"),
     (["--epochs", "0"], "epochs=0"),
     (["--batch-size", "-5"], "batch_size=-5"),
     (["--num-steps", "0"], "num_steps=0"),
@@ -174,11 +173,8 @@ BAD_VALUES = [
     (["--steps-per-epoch", "0"], "steps_per_epoch=0"),
     (["--data-dir", "/nonexistent/tfds"], "data_dir='/nonexistent/tfds'"),
     (["--manual-dir", "/nonexistent/files"], "manual_dir='/nonexistent/files'"),
-    (["--strategy", "horovod"], "Unknown strategy: 'horovod'"),
     (["--checkpoint-every", "0"], "checkpoint_every=0"),
-    (["--jit-compile", "maybe"], "jit_compile='maybe'"),
     (["--lr-patience", "0"], "lr_patience=0"),
-    (["--precision", "mixed_float16"], "precision='mixed_float16'"),
     (["--lr-factor", "1.5"], "lr_factor=1.5"),
     (["--weight-average", "1"], "weight_average=1.0"),
     (["--weight-average", "nan"], "weight_average=nan"),
@@ -190,7 +186,7 @@ BAD_VALUES = [
     (["--learning-rate", "1e12"], "learning_rate=1000000000000.0"),
     (["--num-steps", str(10**12)], f"num_steps={10**12}"),
     (["--units", str(10**6)], "at most 8192"),
-    (["--export-dir", ""], "export_dir=''"),
+    (["--model-base-path", ""], "model_base_path=''"),
 ]
 
 
@@ -236,25 +232,110 @@ def test_precision_sets_the_models_dtype_policy():
     assert build_model(TrainOptions(preset="tiny")).encoder.compute_dtype == "float32"
 
 
-@pytest.mark.parametrize("flag", ["--output-dir", "--export-dir"])
+@pytest.mark.parametrize("flag", ["--output-dir", "--model-base-path"])
 @pytest.mark.parametrize("under", ["", "sub"])
 def test_output_dir_that_is_a_file_or_lies_under_one_exits_2(flag, under, tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
     target = str(a_file / under) if under else str(a_file)
-    flags = [*TINY, flag, target] + (["--output-dir", str(tmp_path / "never")] if flag == "--export-dir" else [])
+    flags = [*TINY, flag, target] + (["--output-dir", str(tmp_path / "never")] if flag == "--model-base-path" else [])
     assert load_train_script().main(flags) == 2
     error = capsys.readouterr().err.strip()
     assert "not a directory" in error and len(error.splitlines()) == 1
     assert a_file.read_text() == "keep me" and not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize("flags", [["--epochs", "two"], ["--no-such-flag"]])
-def test_malformed_flags_exit_2(flags, tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--export-dir", "serving"], "unrecognized arguments: --export-dir serving"),  # now --model-base-path
+    (["--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet' (choose from mnist, binarized_mnist"),
+    (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    (["--strategy", "horovod"], "argument --strategy: invalid choice: 'horovod'"),
+    (["--jit-compile", "maybe"], "argument --jit-compile: invalid choice: 'maybe' (choose from auto, on, off)"),
+    (["--precision", "float16"], "argument --precision: invalid choice: 'float16' (choose from float32, mixed_bfloat16, "
+                                 "mixed_float16)"),
+    (["--verbose", "3"], "argument --verbose: invalid choice: '3'"),
+])
+def test_malformed_flags_and_values_outside_the_choices_exit_2_in_one_line(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         load_train_script().main([*flags, "--output-dir", str(tmp_path / "never")])
+    error = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2
+    assert error.startswith("train.py: error: ") and message.replace("'", "") in error.replace("'", ""), error
+    assert len(error.splitlines()) == 1, error
     assert not (tmp_path / "never").exists()
+
+
+def test_the_api_refuses_an_unknown_dataset_preset_or_precision_as_train_py_did():
+    for options, message in (({"dataset": "imagenet"}, "Unknown dataset: 'imagenet'"),
+                             ({"preset": "huge"}, "Unknown preset: 'huge'"),
+                             ({"precision": "float16"}, "precision='float16'")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            TrainOptions(**options).check()
+
+
+@pytest.mark.parametrize("dataset, preset, output_dir", [
+    ("mnist", "demo", "runs/mnist"),
+    ("binarized_mnist", "mnist", "runs/binarized_mnist"),
+    ("svhn", "svhn", "runs/svhn"),
+    ("cifar10", "cifar10", "runs/cifar10"),
+    ("two_digit_mnist", "two_digit_mnist", "runs/two_digit_mnist"),
+    ("cluttered_mnist", "cluttered_mnist", "runs/cluttered_mnist"),
+])
+def test_each_dataset_trains_its_own_preset_into_runs_dataset(dataset, preset, output_dir):
+    options = TrainOptions(dataset=dataset)
+    assert options.preset == preset and options.resolved_output_dir() == output_dir
+    assert build_model(options).num_steps == presets.get(preset)["num_steps"]
+
+
+def test_another_preset_on_a_dataset_trains_into_its_own_folder():
+    assert TrainOptions(dataset="svhn", preset="tiny").resolved_output_dir() == "runs/svhn-tiny"
+    assert TrainOptions(dataset="binarized_mnist", preset="mnist_no_attention").resolved_output_dir() == \
+        "runs/binarized_mnist-mnist_no_attention"
+    assert TrainOptions(dataset="svhn", preset="tiny", output_dir="elsewhere").resolved_output_dir() == "elsewhere"
+    assert TrainOptions(dataset="mnist", preset="demo").resolved_output_dir() == "runs/mnist"
+
+
+def test_svhn_on_the_command_line_gets_the_papers_svhn_network():
+    args = load_train_script().parse_args(["--dataset", "svhn"], TrainOptions())
+    options = TrainOptions(**{k: v for k, v in vars(args).items() if k != "verbose"})
+    config = options.model_config()
+    assert (options.preset, options.epochs, options.batch_size, options.learning_rate) == ("svhn", 3, 100, 1e-3)
+    assert {k: config[k] for k in ("num_steps", "encoder_units", "read_n", "write_n", "channels")} == \
+        {"num_steps": 32, "encoder_units": 800, "read_n": 12, "write_n": 12, "channels": 3}
+    args = load_train_script().parse_args(["--dataset", "svhn", "--preset", "tiny"], TrainOptions())
+    assert TrainOptions(**{k: v for k, v in vars(args).items() if k != "verbose"}).preset == "tiny"
+    assert load_train_script().parse_args([], TrainOptions()).preset is None  # the dataset's: the demo on mnist
+
+
+def test_help_shows_real_defaults_the_choices_and_each_datasets_preset(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_train_script().parse_args(["--help"], TrainOptions())
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for shown in ("--epochs EPOCHS default: 3 (demo: 4)", "--batch-size BATCH_SIZE default: 100 (demo: 200)",
+                  "default: 0.001 (demo: 0.003)", "--seed SEED default: 0", "(default: 10.0)",
+                  "--dataset {mnist,binarized_mnist,svhn,cifar10,cluttered_mnist,two_digit_mnist}", "--strategy {default,mirrored,multi_worker,tpu}",
+                  "--precision {float32,mixed_bfloat16,mixed_float16}", "--jit-compile {auto,on,off}",
+                  "--verbose {auto,0,1,2}",
+                  "--preset {mnist,mnist_no_attention,two_digit_mnist,svhn,cifar10,demo,tiny,cluttered_mnist,tiny_classifier}",
+                  "mnist 28x28x1 demo", "binarized_mnist 28x28x1 mnist", "svhn 32x32x3 svhn", "cifar10 32x32x3 cifar10",
+                  "cluttered_mnist 100x100x1 cluttered_mnist", "two_digit_mnist 60x60x1 two_digit_mnist",
+                  "svhn 32 800 100 12 12", "cluttered_mnist 8 256 10 12", "--model-base-path"):
+        assert shown in text, shown
+    assert "RECIPES" not in text and "--export-dir" not in text
+
+
+def test_the_next_step_fits_the_dataset_trained():
+    lines = {dataset: summary(TrainOptions(dataset=dataset), {"loss": 100.0})
+             for dataset in ("mnist", "binarized_mnist", "svhn")}
+    assert "python train.py --dataset binarized_mnist" in lines["mnist"][2]
+    assert lines["binarized_mnist"][2].startswith(
+        "Next: python -m keras_draw.evaluate --model runs/binarized_mnist/model.keras --importance-samples 1000")
+    assert "python -m keras_draw.visualize --model runs/svhn/model.keras" in lines["svhn"][2]
+    assert "evaluate" not in lines["svhn"][2] and "importance" not in lines["svhn"][2]
+    assert "Table 2 gives 80.97" in lines["binarized_mnist"][0] and "not a likelihood" in lines["svhn"][0]
 
 
 @pytest.mark.slow
@@ -291,3 +372,11 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_half_written(tmp_p
             raise OSError(28, "No space left on device")  # as a full disk's write raises it
     assert target.read_text() == "the old rows"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_the_options_of_a_config_json_written_before_a_flag_was_renamed_still_read():
+    saved = json.loads((ROOT / "results" / "binarized_mnist-mnist" / "config.json").read_text())["options"]
+    assert "export_dir" in saved  # the published campaign's, as train.py wrote it then
+    options = TrainOptions.from_saved({**saved, "export_dir": "serving/draw"})
+    assert options.model_base_path == "serving/draw" and options.preset == "mnist"
+    assert options.dataset == "binarized_mnist" and options.resolved_output_dir() == saved["output_dir"]

@@ -166,7 +166,7 @@ def test_strip_shows_the_first_and_the_last_step():
 def test_command_line_writes_the_pictures_of_a_saved_model(tmp_path, capsys):
     model = small()
     model.save(tmp_path / "model.keras")
-    assert main(["--model", str(tmp_path / "model.keras"), "--out", str(tmp_path / "pictures"), "--num-images", "2"]) == 0
+    assert main(["--model", str(tmp_path / "model.keras"), "--output-dir", str(tmp_path / "pictures"), "--num-images", "2"]) == 0
     written = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert written == ["drawing.gif", "drawing_steps.png", "samples.png"]
     assert "generated pictures only" in capsys.readouterr().out
@@ -181,12 +181,52 @@ def test_command_line_reconstructs_the_runs_dataset_from_the_runs_data_dir(tmp_p
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--model", "missing.keras"], "Model file not found"), (["--model", "m.keras", "--num-images", "0"], "--num-images=0")],
+    [(["--model", "missing.keras"], "Model file not found"), (["--model", "m.keras", "--num-images", "0"], "--num-images=0"),
+     ([], "Give a model: --model RUN/model.keras, or --preset NAME with --weights"),
+     (["--preset", "mnist"], "Received: --preset='mnist', --weights=None"),
+     (["--weights", "binarized_mnist"], "Received: --preset=None, --weights='binarized_mnist'"),
+     (["--model", "m.keras", "--preset", "mnist", "--weights", "binarized_mnist"], "Give --model, or --preset with --weights, not both"),
+     (["--preset", "mnist", "--weights", "svhn"], "No shipped weights for preset 'mnist' trained on 'svhn'"),
+     (["--preset", "mnist", "--weights", "no/such.weights.h5"], "Weights file not found")],
 )
-def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, capsys):
+def test_command_line_errors_are_one_line_with_exit_status_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where a --preset model's pictures would go
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1 and error.startswith("visualize: error:")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "m.keras", "--out", "pictures"], "unrecognized arguments: --out pictures"),  # now --output-dir
+    (["--preset", "huge", "--weights", "w.weights.h5"], "argument --preset: invalid choice: 'huge'"),
+    (["--model", "m.keras", "--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet'"),
+])
+def test_flags_it_does_not_know_exit_2_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in error and error.count("\n") == 1, error
+
+
+def test_a_preset_with_its_shipped_weights_draws_what_the_shipped_model_draws(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--preset", "mnist", "--weights", "binarized_mnist", "--no-reconstructions", "--num-images", "2"]) == 0
+    folder = tmp_path / "mnist-binarized_mnist"  # the default: PRESET-WEIGHTS, here
+    assert sorted(p.name for p in folder.iterdir()) == ["drawing.gif", "drawing_steps.png", "samples.png"]
+    assert f"Written to mnist-binarized_mnist: samples.png" in capsys.readouterr().out
+    write_pictures(Draw.from_preset("mnist", weights="binarized_mnist"), tmp_path / "direct", num_images=2)
+    for name in ("samples.png", "drawing.gif"):
+        assert (folder / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
+
+
+def test_a_preset_with_a_weights_file_of_another_network_is_refused_in_one_line(tmp_path, capsys):
+    small().save_weights(tmp_path / "tiny.weights.h5")
+    assert main(["--preset", "mnist", "--weights", str(tmp_path / "tiny.weights.h5"), "--output-dir",
+                 str(tmp_path / "never")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("visualize: error: Cannot load --weights") and error.count("\n") == 1, error
+    assert not (tmp_path / "never").exists()
 
 
 def test_a_count_of_images_beyond_memory_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -285,7 +325,7 @@ def test_the_command_draws_a_saved_run_in_a_fresh_process_from_the_runs_data(tin
     # A fresh interpreter has not registered Draw with Keras until the command loads the model;
     # the test images come from the run's own data_dir (config.json): nothing is prepared again.
     result = subprocess.run([sys.executable, "-m", "keras_draw.visualize", "--model", str(tiny_run / "model.keras"),
-                             "--out", str(tmp_path), "--num-images", "2"],
+                             "--output-dir", str(tmp_path), "--num-images", "2"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Preparing dataset" not in result.stdout and result.stderr == "", result.stderr[-2000:]
@@ -307,3 +347,12 @@ def test_the_commands_name_what_is_wrong_with_a_model_file(tmp_path, capsys):
             assert command(["--model", str(tmp_path / name), "--dataset", "mnist"]) == 2
             err = capsys.readouterr().err
             assert err.startswith(f"{program}: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_an_output_dir_that_is_a_file_exits_2_and_leaves_it_alone(tmp_path, capsys):
+    a_file = tmp_path / "pictures"
+    a_file.write_text("keep me")
+    assert main(["--preset", "mnist", "--weights", "binarized_mnist", "--output-dir", str(a_file)]) == 2
+    error = capsys.readouterr().err
+    assert f"Received: --output-dir={str(a_file)!r}" in error and error.count("\n") == 1
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["pictures"]

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_draw.filterbank import filterbank
 from keras_draw.layers.validation import check_grid_size
 
 # Bound on log σ², log δ̃ and log γ before they are exponentiated. A deviation from the paper,
@@ -22,7 +23,10 @@ class AttentionWindow(keras.layers.Layer):
     g_X = (A + 1)/2 (g̃_X + 1),  g_Y = (B + 1)/2 (g̃_Y + 1)   (eqs. 22-23)
     δ = (max(A, B) − 1)/(N − 1) δ̃                         (eq. 24)
 
-    Returns a (batch, 5) tensor ordered as `WINDOW_PARAMETERS`; `unpack_window` splits it.
+    Returns a (batch, 5) tensor ordered as `WINDOW_PARAMETERS`; `unpack_window` splits it. Eqs.
+    22-24 run in float32 under any dtype policy, the result cast to the compute dtype: the stride
+    reaches (max(A, B) − 1)·e^10 (1.2·10^6 for a 54-pixel image), beyond float16's largest 65504,
+    so `AttentiveRead` and `AttentiveWrite` keep their windows in float32.
     """
 
     def __init__(self, image_height, image_width, n, **kwargs):
@@ -39,7 +43,7 @@ class AttentionWindow(keras.layers.Layer):
         self.dense.build(input_shape)
 
     def call(self, h_dec):
-        params = self.dense(h_dec)  # eq. 21, (batch, 5)
+        params = ops.cast(self.dense(h_dec), "float32")  # eq. 21, (batch, 5)
         g_x_tilde, g_y_tilde, log_sigma2, log_delta_tilde, log_gamma = ops.unstack(params, 5, axis=-1)
         log_sigma2, log_delta_tilde, log_gamma = (
             ops.clip(v, -LOG_PARAMETER_LIMIT, LOG_PARAMETER_LIMIT)
@@ -51,7 +55,7 @@ class AttentionWindow(keras.layers.Layer):
         delta = stride_scale * ops.exp(log_delta_tilde)  # eq. 24
         sigma2 = ops.exp(log_sigma2)
         gamma = ops.exp(log_gamma)
-        return ops.stack([g_x, g_y, delta, sigma2, gamma], axis=-1)
+        return ops.cast(ops.stack([g_x, g_y, delta, sigma2, gamma], axis=-1), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 5)
@@ -65,3 +69,15 @@ class AttentionWindow(keras.layers.Layer):
 def unpack_window(window):
     """Splits a (..., 5) window tensor into g_x, g_y, delta, sigma2, gamma."""
     return ops.unstack(window, 5, axis=-1)
+
+
+def window_filters(window, n, image_height, image_width, dtype):
+    """F_X (batch, N, A), F_Y (batch, N, B) (eqs. 19-26) and γ (batch,) of a float32 window, in `dtype`.
+
+    The filterbank is computed in float32 under any dtype policy, then cast for the read's or the
+    write's products: in float16 eq. 25's normaliser guard (1e-8) rounds to 0, and in float16 or
+    bfloat16 the filter centres μ^i lose their sub-pixel precision.
+    """
+    g_x, g_y, delta, sigma2, gamma = unpack_window(window)
+    f_x, f_y = filterbank(g_x, g_y, delta, sigma2, n, image_height, image_width)  # eqs. 19-26
+    return ops.cast(f_x, dtype), ops.cast(f_y, dtype), ops.cast(gamma, dtype)

@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from keras_draw.filterbank import filterbank
-from keras_draw.layers.attention_window import AttentionWindow, unpack_window
+from keras_draw.layers.attention_window import AttentionWindow, window_filters
 
 
 def read_patch(image, f_x, f_y, gamma):
@@ -32,37 +31,38 @@ class AttentiveRead(keras.layers.Layer):
     def __init__(self, image_height, image_width, channels, n, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
-        self.window = AttentionWindow(image_height, image_width, n, name="read_window", dtype=self.dtype_policy)
+        # The window in float32 under any policy (see `AttentionWindow`): 5 units, and eqs. 19-26
+        # need float32's range and precision.
+        self.window = AttentionWindow(image_height, image_width, n, name="read_window", dtype="float32")
         # === Config ===
         self.image_height = image_height
         self.image_width = image_width
         self.channels = channels
         self.n = n
 
-    def build(self, x_shape, x_hat_shape=None, h_dec_shape=None):
-        self.window.build(h_dec_shape)
+    def build(self, x_shape, x_hat_shape=None, h_dec_prev_shape=None):
+        self.window.build(h_dec_prev_shape)
 
     def call(self, x, x_hat, h_dec_prev):
         n, channels = self.n, self.channels
         patches, window = self.glimpse(ops.concatenate([x, x_hat], axis=-1), h_dec_prev)  # (batch, N, N, 2C)
         patches = ops.reshape(patches, (-1, n, n, 2, channels))  # (batch, N, N, [x, x̂], C)
         r = ops.transpose(patches, (0, 3, 1, 2, 4))  # (batch, [x, x̂], N, N, C)
-        return ops.reshape(r, (-1, 2 * n * n * channels)), window  # [r_x, r_x̂], each (N, N, C) flattened
+        r = ops.reshape(r, (-1, 2 * n * n * channels))  # [r_x, r_x̂], each (N, N, C) flattened
+        return r, ops.cast(window, self.compute_dtype)
 
     def glimpse(self, image, h):
         """γ F_Y image F_Xᵀ through the window that state h places (eqs. 19-27), for images of any
-        number of channels: (batch, B, A, C') → the patch (batch, N, N, C') and the window (batch, 5).
+        number of channels: (batch, B, A, C') → the patch (batch, N, N, C') in the image's dtype and
+        the window (batch, 5) in float32.
 
         `call` reads [x, x̂] with it; `keras_draw.DrawClassifier` reads the image alone.
         """
         window = self.window(h)  # eqs. 21-24
-        g_x, g_y, delta, sigma2, gamma = unpack_window(window)
-        f_x, f_y = filterbank(
-            g_x, g_y, delta, sigma2, self.n, self.image_height, self.image_width
-        )  # eqs. 19-26
+        f_x, f_y, gamma = window_filters(window, self.n, self.image_height, self.image_width, image.dtype)  # eqs. 19-26
         return read_patch(image, f_x, f_y, gamma), window  # eq. 27
 
-    def compute_output_shape(self, x_shape, x_hat_shape=None, h_dec_shape=None):
+    def compute_output_shape(self, x_shape, x_hat_shape=None, h_dec_prev_shape=None):
         return (x_shape[0], 2 * self.n * self.n * self.channels), (x_shape[0], 5)
 
     def get_config(self):

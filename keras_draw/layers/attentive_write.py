@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from keras_draw.filterbank import filterbank
-from keras_draw.layers.attention_window import AttentionWindow, unpack_window
+from keras_draw.layers.attention_window import AttentionWindow, window_filters
 
 
 def write_patch(w, f_x, f_y, gamma):
@@ -33,7 +32,9 @@ class AttentiveWrite(keras.layers.Layer):
         super().__init__(**kwargs)
         # === Layers ===
         self.patch = keras.layers.Dense(n * n * channels, name="patch", dtype=self.dtype_policy)  # W of eq. 28
-        self.window = AttentionWindow(image_height, image_width, n, name="write_window", dtype=self.dtype_policy)
+        # The window in float32 under any policy (see `AttentionWindow`): 5 units, and eqs. 19-26
+        # need float32's range and precision.
+        self.window = AttentionWindow(image_height, image_width, n, name="write_window", dtype="float32")
         # === Config ===
         self.image_height = image_height
         self.image_width = image_width
@@ -47,11 +48,8 @@ class AttentiveWrite(keras.layers.Layer):
     def call(self, h_dec):
         w = ops.reshape(self.patch(h_dec), (-1, self.n, self.n, self.channels))  # eq. 28, (batch, N, N, C)
         window = self.window(h_dec)  # eqs. 21-24 with ĝ, δ̂, σ̂², γ̂
-        g_x, g_y, delta, sigma2, gamma = unpack_window(window)
-        f_x, f_y = filterbank(
-            g_x, g_y, delta, sigma2, self.n, self.image_height, self.image_width
-        )  # eqs. 19-26
-        return write_patch(w, f_x, f_y, gamma), window  # eq. 29
+        f_x, f_y, gamma = window_filters(window, self.n, self.image_height, self.image_width, w.dtype)  # eqs. 19-26
+        return write_patch(w, f_x, f_y, gamma), ops.cast(window, self.compute_dtype)  # eq. 29
 
     def compute_output_shape(self, h_dec_shape):
         image_shape = (h_dec_shape[0], self.image_height, self.image_width, self.channels)

@@ -21,5 +21,5 @@ class Read(keras.layers.Layer):
         r_x_hat = ops.reshape(x_hat, (-1, image_dim))  # (batch, B·A·C)
         return ops.concatenate([r_x, r_x_hat], axis=-1)  # eq. 17
 
-    def compute_output_shape(self, x_shape, x_hat_shape=None, h_dec_shape=None):
+    def compute_output_shape(self, x_shape, x_hat_shape=None, h_dec_prev_shape=None):
         return (x_shape[0], 2 * x_shape[1] * x_shape[2] * x_shape[3])
