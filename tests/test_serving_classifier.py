@@ -11,6 +11,7 @@ import contextlib
 import io
 import re
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -189,3 +190,14 @@ def test_the_command_line_prints_each_images_class_and_probability(exported, ser
     assert draw_client.main(["classify", "--images", str(tmp_path / "bad.npy"), "--grpc", server.grpc]) == 1
     err = capsys.readouterr().err
     assert err.startswith("client.py: error: ") and "images must lie in [0, 1]" in err and err.count("\n") == 1
+
+
+def test_readme_documents_the_classifiers_signatures_with_a_curl_example():
+    readme = (Path(__file__).resolve().parents[1] / "export" / "README.md").read_text()
+    for name, (inputs, outputs) in DOCUMENTED.items():
+        assert f"`{name}`" in readme, name
+        for tensor in [*inputs, *outputs, "classes"]:
+            assert f"`{tensor}`" in readme, tensor
+    code_blocks = readme.split("```")[1::2]
+    assert serving.signature_names(DrawClassifier.from_preset("tiny_classifier")) == ["classify", "glimpses"]
+    assert any("curl" in block and '"signature_name": "classify"' in block for block in code_blocks)
