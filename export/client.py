@@ -1,10 +1,11 @@
-"""A client of a DRAW served by TensorFlow Serving, over REST (default) or gRPC.
+"""A client of a DRAW or DrawClassifier served by TensorFlow Serving, over REST (default) or gRPC.
 
     python export/client.py generate --num-images 16 --output samples.png        # REST, localhost:8501
     python export/client.py generate --num-images 16 --seed 7 --output samples.png --grpc localhost:8500
     python export/client.py draw --num-images 4 --seed 7 --output drawing.png    # canvases + write boxes
     python export/client.py reconstruct --images digits.npy --output reconstructions.png
     python export/client.py elbo --images digits.npy                             # nats per image
+    python export/client.py classify --images cluttered.npy one.png              # a DrawClassifier
 
 From Python, `Client(url=..., model_name="draw").generate(16, seed=7)` returns a numpy array
 (16, H, W, C) in [0, 1]; `Client.predict(signature, **inputs)` calls any signature (see
@@ -81,6 +82,10 @@ class Client:
         images = np.asarray(images, np.float32)
         return self.predict("elbo_seeded", images=images, seed=row_seeds(len(images), seed))
 
+    def classify(self, images):
+        """A DrawClassifier's `probabilities` (count, classes) of `images` and their `classes` (count,)."""
+        return self.predict("classify", images=np.asarray(images, np.float32))
+
 
 def row_seeds(count, seed=0):
     """The seeds of `count` rows: seed, seed + 1, ..."""
@@ -128,7 +133,8 @@ def parse_args(argv):
         command.add_argument("--num-images", type=int, default=16, help="images, one request (default: %(default)s)")
         command.add_argument("--output", required=True, help="the PNG to write")
     for name, help_text in (("reconstruct", "originals (top) and their reconstructions (bottom)"),
-                            ("elbo", "print the negative ELBO of each image, in nats")):
+                            ("elbo", "print the negative ELBO of each image, in nats"),
+                            ("classify", "print each image's class and its probability (a DrawClassifier)")):
         command = commands.add_parser(name, parents=[common], help=help_text)
         command.add_argument("--images", nargs="+", required=True, help=".npy arrays or image files, values in [0, 1]")
         if name == "reconstruct":
@@ -185,6 +191,10 @@ def run(args):
     images = load_images(args.images)
     if len(images) > MAX_IMAGES:
         raise ValueError(f"--images hold {len(images)} images; one request takes at most {MAX_IMAGES}")
+    if args.command == "classify":
+        result = client.classify(images)
+        return [f"image {i}: class {c} (probability {result['probabilities'][i, c]:.3f})"
+                for i, c in enumerate(result["classes"])]
     if args.command == "reconstruct":
         reconstructions = client.reconstruct(images, seed)["reconstructions"]
         save_grid(args.output, np.concatenate([images, reconstructions]), columns=len(images))

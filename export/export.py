@@ -1,12 +1,13 @@
-"""Export a trained DRAW as a SavedModel version that TensorFlow Serving loads.
+"""Export a trained DRAW or DrawClassifier as a SavedModel version that TensorFlow Serving loads.
 
     python export/export.py --model runs/mnist/model.keras --model-base-path serving/draw [--version N]
     python export/export.py --preset mnist --weights binarized_mnist --model-base-path serving/draw
+    python export/export.py --preset cluttered_mnist --weights W.weights.h5 --model-base-path serving/draw
 
 A thin command line over `keras_draw.serving.export`; prints the path of the version folder on its
 first line, then how to serve it.
 The second form exports a preset with the weights shipped in keras_draw (by the name of the
-dataset they were trained on) or a `.weights.h5` file. A missing, damaged or non-DRAW model,
+dataset they were trained on) or a `.weights.h5` file. A missing, damaged or non-keras_draw model,
 unknown weights, a --model-base-path that cannot be one, or an existing version exits with
 status 2 and a one-line message before anything is written; a write that fails (a full disk)
 exits with status 1 and one line, after removing what it had written: a version appears whole or
@@ -47,7 +48,7 @@ def parse_args(argv):
 
 def export_model(model, model_base_path, version=None, preset=None, weights=None, max_batch=None):
     """Loads the .keras file `model` (or builds `preset` with `weights`) and exports it; returns
-    the version folder's path.
+    the version folder's path and the name of its first signature (also `serving_default`).
 
     Raises ValueError (bad path, weights or version) or FileExistsError (existing version) before
     anything is written.
@@ -60,16 +61,19 @@ def export_model(model, model_base_path, version=None, preset=None, weights=None
         if weights is None:
             raise ValueError(f"--preset needs --weights: serving untrained weights is of no use. Received: --preset={preset!r}")
         check_model_base_path(model_base_path, version)
-        from keras_draw import Draw
+        import keras_draw
+        from keras_draw.presets import model_class_name
 
-        return serving.export(Draw.from_preset(preset, weights=weights), model_base_path, version, max_batch)
-    if weights is not None:
-        raise ValueError("--weights goes with --preset; a .keras model holds its weights.")
-    check_model_base_path(model_base_path, version)
+        model_class = getattr(keras_draw, model_class_name(preset))  # Draw or DrawClassifier
+        model = model_class.from_preset(preset, weights=weights)
+    else:
+        if weights is not None:
+            raise ValueError("--weights goes with --preset; a .keras model holds its weights.")
+        check_model_base_path(model_base_path, version)
+        from keras_draw.model_file import load_model
 
-    from keras_draw.model_file import load_model
-
-    return serving.export(load_model(model, compile=False), model_base_path, version, max_batch)
+        model = load_model(model, compile=False, classes=[cls.__name__ for cls in serving.SERVED])
+    return serving.export(model, model_base_path, version, max_batch), serving.signature_names(model)[0]
 
 
 def check_model_base_path(model_base_path, version):
@@ -81,6 +85,10 @@ def check_model_base_path(model_base_path, version):
         raise FileExistsError(f"Version {version} already exists in {model_base_path}; versions are never overwritten.")
 
 
+# The client's command line for an export's `serving_default`, by the name of that signature.
+CLIENT_CALLS = {"generate": "generate --num-images 16 --output samples.png", "classify": "classify --images digits.npy"}
+
+
 def main(argv=None):
     from keras_draw import console
 
@@ -90,8 +98,8 @@ def main(argv=None):
         console.start_tensorflow()
         from keras_draw.serving import ExportWriteError
 
-        path = export_model(args.model, args.model_base_path, args.version, preset=args.preset, weights=args.weights,
-                            max_batch=args.max_batch)
+        path, first_signature = export_model(args.model, args.model_base_path, args.version, preset=args.preset,
+                                             weights=args.weights, max_batch=args.max_batch)
     except ExportWriteError as err:  # a full disk: a failure of the run, not of its input
         return console.fail("export.py", err, status=1)
     except (ValueError, OSError) as err:
@@ -104,9 +112,9 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, previous_handler)
     print(path)
     model_base_path = os.path.dirname(os.path.abspath(path))
+    first_call = CLIENT_CALLS[first_signature]
     print(f"Serve it: docker run -p 8500:8500 -p 8501:8501 -v {model_base_path}:/models/draw -e MODEL_NAME=draw "
-          "tensorflow/serving:2.21.0; then: python export/client.py generate --num-images 16 --output samples.png "
-          "(docs/serving.md).")
+          f"tensorflow/serving:2.21.0; then: python export/client.py {first_call} (docs/serving.md).")
     return 0
 
 

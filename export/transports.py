@@ -19,6 +19,7 @@ from keras_draw.console import one_line
 # documented behaviour); these are the names of DRAW's single outputs.
 SINGLE_OUTPUTS = {"serving_default": "images", "generate": "images", "generate_seeded": "images"}
 MAX_GRPC_MESSAGE = 1 << 30  # canvases of a large batch exceed gRPC's 4 MiB default
+INT64_OUTPUTS = {"classes"}  # a DrawClassifier's most probable class; every other output is float32
 
 
 class ServingError(Exception):
@@ -86,14 +87,20 @@ def _response_arrays(answer, signature):
     if "predictions" in answer:
         predictions = answer["predictions"]
         if predictions and isinstance(predictions[0], dict):
-            return {name: np.asarray([row[name] for row in predictions], np.float32) for name in predictions[0]}
-        return {single: np.asarray(predictions, np.float32)}
+            return {name: _array(name, [row[name] for row in predictions]) for name in predictions[0]}
+        return {single: _array(single, predictions)}
     if "outputs" in answer:
         outputs = answer["outputs"]
         if isinstance(outputs, dict):
-            return {name: np.asarray(value, np.float32) for name, value in outputs.items()}
-        return {single: np.asarray(outputs, np.float32)}
+            return {name: _array(name, value) for name, value in outputs.items()}
+        return {single: _array(single, outputs)}
     raise ServingError(f"The answer has neither 'predictions' nor 'outputs': {one_line(str(answer)[:200])}")
+
+
+def _array(name, values):
+    """Output `name`'s JSON numbers as an array: int64 for INT64_OUTPUTS, else float32 (JSON does not
+    tell a float that happens to be whole from an integer)."""
+    return np.asarray(values, np.int64 if name in INT64_OUTPUTS else np.float32)
 
 
 # === gRPC: tensorflow.serving.PredictionService/Predict ===

@@ -13,8 +13,9 @@ import zipfile
 from keras_draw.files import check_readable
 
 
-def check_model_file(path):
-    """ValueError (one line, quoting `path`) unless it is a .keras archive of a keras_draw Draw."""
+def check_model_file(path, classes=("Draw",)):
+    """ValueError (one line, quoting `path`) unless it is a .keras archive of a keras_draw model
+    whose class is one of `classes`."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"The model is a folder, not a .keras file. Received: model={path!r}")
@@ -32,21 +33,23 @@ def check_model_file(path):
         raise ValueError(f"{path!r} is not a Keras model: no readable config.json ({type(err).__name__}: {err})") from None
     config = config if isinstance(config, dict) else {}
     module, class_name = str(config.get("module")), str(config.get("class_name"))
-    if class_name != "Draw" or not module.startswith("keras_draw"):
-        raise ValueError(f"{path!r} holds a Keras {class_name} (module {module}), not a keras_draw Draw")
+    if class_name not in classes or not module.startswith("keras_draw"):
+        raise ValueError(f"{path!r} holds a Keras {class_name} (module {module}), not a keras_draw {' or '.join(classes)}")
 
 
-def load_model(model, compile=True):
-    """`model` itself if it is one, else the Draw saved at that path (ValueError when it is none).
+def load_model(model, compile=True, classes=("Draw",)):
+    """`model` itself if it is one, else the model saved at that path, a keras_draw model of one of
+    `classes` ("Draw", "DrawClassifier"; ValueError when it is none).
 
     `compile=False` skips the optimizer (serving, evaluation need none).
     """
     if not isinstance(model, (str, os.PathLike)):
         return model
-    check_model_file(model)
+    check_model_file(model, classes)
     import keras
 
     import keras_draw.draw  # noqa: F401  registers Draw and its layers with Keras, which loading needs
+    import keras_draw.draw_classifier  # noqa: F401  and DrawClassifier
 
     try:
         return keras.saving.load_model(model, compile=compile)

@@ -8,7 +8,10 @@ tensors (export/README.md documents their shapes). A pass that takes noise also 
 `<name>_seeded` twin taking one int64 `seed` per row instead: row i's noise is
 `tf.random.stateless_normal((T, |z|), seed=[seed_i, 0])` (eq. 13's z̃_t ~ N(0, I) for generation,
 eq. 6's ε for inference), so a client without numpy gets the same images for the same seed, and a
-row's result does not depend on the rest of its batch.
+row's result does not depend on the rest of its batch. A `DrawClassifier` has `classify` (also
+`serving_default`): images in, `probabilities` p(y | x) (batch, classes) and `classes`, the most
+probable class (batch,) int64; and `glimpses`, the same with the T read windows and their boxes
+(the paper's Figure 3).
 
 The export is written by Keras's `ExportArchive`, which saves the variables the signatures read.
 It is not given the model to `track`: with the TensorFlow backend, a tracked Keras variable is
@@ -45,6 +48,7 @@ import keras
 import tensorflow as tf
 
 from keras_draw.draw import Draw
+from keras_draw.draw_classifier import DrawClassifier  # imports no serving: no cycle
 from keras_draw.files import atomic_path
 from keras_draw.images import window_box
 
@@ -101,9 +105,24 @@ DRAW_PASSES = {  # the first is also `serving_default`
                  ("loss", "reconstruction_loss", "kl_loss")),
 }
 
+
+
+def _classify(model, x):
+    """p(y | x) (batch, classes), its most probable class (batch,) int64, and the T read windows."""
+    steps = model.glimpse_sequence(x, names=("window",))  # eqs. 19-27, the LSTM, W h_T
+    probabilities = keras.activations.softmax(steps["logits"])
+    classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    return {"probabilities": probabilities, "classes": classes, "read_window": steps["window"]}
+
+
+CLASSIFIER_PASSES = {  # the first is also `serving_default`
+    "classify": Pass(("images",), _classify, ("probabilities", "classes")),
+    "glimpses": Pass(("images",), _classify, ("probabilities", "classes", "read_window", "read_box")),  # Figure 3
+}
+
 # The signatures of each model class (and its subclasses). Another model class adds its own table,
-# e.g. SERVED[DrawClassifier] = {"classify": Pass(("images",), lambda model, x: {...}, (...))}.
-SERVED = {Draw: DRAW_PASSES}
+# e.g. SERVED[Scorer] = {"score": Pass(("images",), lambda model, x: {"scores": model(x)}, ("scores",))}.
+SERVED = {Draw: DRAW_PASSES, DrawClassifier: CLASSIFIER_PASSES}
 
 
 def passes(model):

@@ -519,7 +519,7 @@ def test_another_model_class_adds_its_own_signatures_to_the_table(tmp_path, monk
         with pytest.raises(SessionError, match=r"images must lie in \[0, 1\]"):
             session.predict("serving_default", {"images": x + 1})
     with pytest.raises(TypeError, match="No serving signatures for a Sequential: keras_draw.serving.SERVED has Draw, "
-                                        "Scorer"):
+                                        "DrawClassifier, Scorer"):
         serving.export(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), tmp_path / "other")
 
 
@@ -576,7 +576,7 @@ def test_export_command_line_names_what_is_wrong_with_a_model_file(exported, tmp
         ("random.keras", "is not a .keras file: not a zip archive (random bytes, or a truncated or empty file)"),
         ("truncated.keras", "is not a .keras file: not a zip archive"),
         ("empty.keras", "is not a .keras file: not a zip archive"),
-        ("dense.keras", "holds a Keras Sequential (module keras), not a keras_draw Draw"),
+        ("dense.keras", "holds a Keras Sequential (module keras), not a keras_draw Draw or DrawClassifier"),
         ("folder.keras", "The model is a folder, not a .keras file"),
         ("weights.keras", "Cannot load"),
     ]:
