@@ -30,7 +30,7 @@ from keras_draw import animation, datasets
 from keras_draw.evaluate import SPLITS
 from keras_draw.files import WriteError
 from keras_draw.layers.validation import check_count, check_fits_in_memory
-from keras_draw.model_file import load_model
+from keras_draw.model_file import check_model_file, load_model
 from keras_draw.images import save_grid
 from keras_draw.run_files import RunFiles
 
@@ -163,17 +163,18 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         console.check_positive_flags(num_images=args.num_images)
-        model = load_model(args.model)
-        check_num_images(model, args.num_images, flag=True)
+        check_model_file(args.model)
         run = RunFiles.of_model(args.model)
         out_dir = args.out or run.output_dir
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise ValueError(f"`--out` exists and is not a folder. Received: --out={out_dir!r}")
-        images = None
+        images = dataset = None
         if not args.no_reconstructions:
             dataset, data_dir, manual_dir = run.data_options(args.dataset, args.data_dir, args.manual_dir)
-            if dataset is not None:
-                images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
+        model = load_model(args.model)
+        check_num_images(model, args.num_images, flag=True)  # before a dataset is prepared or a picture written
+        if dataset is not None:
+            images = dataset_images(dataset, args.split, data_dir=data_dir, manual_dir=manual_dir)
         paths = write_pictures(model, out_dir, images, seed=args.seed, num_images=args.num_images)
     except console.STOPS as stop:
         return console.stopped(PROGRAM, stop, "each picture is whole: the new one, or the one before")
