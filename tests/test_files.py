@@ -66,3 +66,18 @@ def test_a_write_stopped_half_way_leaves_the_old_file_and_nothing_else(stop, tmp
             Path(temporary).write_text("half")
             raise stop()
     assert target.read_text() == "the old rows" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_a_folder_lock_taken_by_a_run_that_stops_having_written_nothing_leaves_nothing(tmp_path):
+    (tmp_path / "existing").mkdir()
+    for folder in (tmp_path / "existing", tmp_path / "new" / "run"):
+        with pytest.raises(KeyboardInterrupt):
+            with files.exclusive_folder(str(folder)):
+                assert sorted(p.name for p in folder.iterdir()) == [".lock"]
+                raise KeyboardInterrupt()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"] and not list((tmp_path / "existing").iterdir())
+    with pytest.raises(ValueError, match="stopped"):
+        with files.exclusive_folder(str(tmp_path / "existing")):
+            (tmp_path / "existing" / "config.json").write_text("{}")
+            raise ValueError("stopped after writing")
+    assert sorted(p.name for p in (tmp_path / "existing").iterdir()) == [".lock", "config.json"]
