@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import numpy as np
 
@@ -109,20 +110,37 @@ def _try_lock(path):
     return descriptor
 
 
+# A ".partial-*" folder without a lock file is taken for abandoned once this old: a writer locks
+# its folder within microseconds of making it, and writers of an earlier version, which did not
+# lock, write no file for this long.
+UNLOCKED_PARTIAL_SECONDS = 3600
+
+
 def remove_abandoned_partials(folder):
-    """Removes the ".partial-*" folders of `atomic_path` in `folder` whose writer is gone: their
-    lock is free. A folder without a lock file is left alone (its writer may be about to lock it)."""
+    """Removes the ".partial-*" folders of `atomic_path` in `folder` whose writer is gone: those
+    whose lock is free, and those without a lock file older than `UNLOCKED_PARTIAL_SECONDS`."""
     try:
         names = [name for name in os.listdir(folder) if name.startswith(PARTIAL_PREFIX)]
     except OSError:
         return
     for name in names:
-        lock = _try_lock(os.path.join(folder, name, LOCK_FILE))
+        partial = os.path.join(folder, name)
+        lock = _try_lock(os.path.join(partial, LOCK_FILE))
         if lock is not None:
             try:
-                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                shutil.rmtree(partial, ignore_errors=True)
             finally:
                 os.close(lock)
+        elif not os.path.exists(os.path.join(partial, LOCK_FILE)) and _age(partial) > UNLOCKED_PARTIAL_SECONDS:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _age(path):
+    """Seconds since `path` last changed (0 if it is gone)."""
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _write_error(path, err):
