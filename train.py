@@ -5,6 +5,7 @@ exits with status 2 and a one-line message, before anything is written.
 """
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -123,11 +124,11 @@ def main(argv=None):
         return console.fail("train.py", err)
     except TrainingDiverged as err:
         return console.fail("train.py", err, status=1)
-    except WriteError as err:  # a full disk: everything written before is whole
+    except WriteError as err:  # a full disk, a file in the way: everything written before is whole
         global _write_failed
         _write_failed = True
-        return console.fail("train.py", f"{err}; {kept(TrainOptions(**args))}: free some space and {RESUME}.",
-                            status=1)
+        free_space = "free some space and " if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return console.fail("train.py", f"{err}; {kept(TrainOptions(**args))}: {free_space}{RESUME}.", status=1)
     except console.STOPS as stop:
         return console.stopped("train.py", stop, f"{kept(TrainOptions(**args))}: {RESUME}")
     finally:

@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 
 from keras_draw.images import image_grid
+from keras_draw.inputs import check_num_images
+from keras_draw.layers.validation import check_count
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -24,13 +26,14 @@ class SampleGrid(keras.callbacks.Callback):
 
     def __init__(self, log_dir, num_images=16, seed=0, name="samples"):
         super().__init__()
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images <= 0:
-            raise ValueError(f"`num_images` must be a positive integer. Received: num_images={num_images!r}")
         self.log_dir = log_dir
-        self.num_images = num_images
+        self.num_images = check_count("num_images", num_images)
         self.seed = seed
         self.name = name
         self._writer = None
+
+    def on_train_begin(self, logs=None):
+        check_num_images(self.model, self.num_images)  # before the first step, not after an epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:

@@ -13,6 +13,7 @@ This module imports nothing heavy: commands call it before TensorFlow is importe
 
 import argparse
 import contextlib
+import numbers
 import os
 import signal
 import sys
@@ -79,10 +80,11 @@ def fail(program, err, status=2):
 
 def check_positive_flags(**flags):
     """ValueError, naming the flag as it is typed, for any value that is not a positive integer;
-    None passes (an option left at "the default"). `check_positive_flags(max_images=0)` says
-    "--max-images must be a positive integer. Received: --max-images=0"."""
+    None passes (an option left at "the default"), and any integer type (numpy's too; not bool).
+    `check_positive_flags(max_images=0)` says "--max-images must be a positive integer. Received:
+    --max-images=0"."""
     for name, value in flags.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0):
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be a positive integer. Received: {flag}={value!r}")
 

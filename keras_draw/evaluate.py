@@ -19,6 +19,7 @@ RUN/evaluation_<dataset>_<split>.json), with a progress bar on a terminal.
 
 import argparse
 import math
+import numbers
 import os
 import sys
 
@@ -148,6 +149,8 @@ def evaluate(model, dataset, split="test", importance_samples=100, batch_size=10
         whether the figures are a true likelihood.
     """
     check_options(split, importance_samples, batch_size, max_images, importance_batch_size)
+    importance_samples, batch_size, importance_batch_size = map(int, (importance_samples, batch_size, importance_batch_size))
+    max_images = None if max_images is None else int(max_images)
     model = load_model(model)
     for flag, count in (("batch_size", batch_size), ("importance_batch_size", importance_batch_size)):
         check_fits_in_memory(flag, count, pass_bytes(model), "an image (or image and sample) of a pass", flag=True)
@@ -212,7 +215,7 @@ def check_options(split="test", importance_samples=0, batch_size=100, max_images
     """Raises ValueError, quoting the value, for an option that cannot work or cannot be meant."""
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(SPLITS)}. Received: split={split!r}")
-    if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or importance_samples < 0:
+    if isinstance(importance_samples, bool) or not isinstance(importance_samples, numbers.Integral) or importance_samples < 0:
         # K = 0 is meaningful: no importance-weighted estimate
         raise ValueError("--importance-samples must be a non-negative integer. "
                          f"Received: --importance-samples={importance_samples!r}")

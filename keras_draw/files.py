@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import numpy as np
 
@@ -109,20 +110,37 @@ def _try_lock(path):
     return descriptor
 
 
+# A ".partial-*" folder without a lock file is taken for abandoned once this old: a writer locks
+# its folder within microseconds of making it, and writers of an earlier version, which did not
+# lock, write no file for this long.
+UNLOCKED_PARTIAL_SECONDS = 3600
+
+
 def remove_abandoned_partials(folder):
-    """Removes the ".partial-*" folders of `atomic_path` in `folder` whose writer is gone: their
-    lock is free. A folder without a lock file is left alone (its writer may be about to lock it)."""
+    """Removes the ".partial-*" folders of `atomic_path` in `folder` whose writer is gone: those
+    whose lock is free, and those without a lock file older than `UNLOCKED_PARTIAL_SECONDS`."""
     try:
         names = [name for name in os.listdir(folder) if name.startswith(PARTIAL_PREFIX)]
     except OSError:
         return
     for name in names:
-        lock = _try_lock(os.path.join(folder, name, LOCK_FILE))
+        partial = os.path.join(folder, name)
+        lock = _try_lock(os.path.join(partial, LOCK_FILE))
         if lock is not None:
             try:
-                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                shutil.rmtree(partial, ignore_errors=True)
             finally:
                 os.close(lock)
+        elif not os.path.exists(os.path.join(partial, LOCK_FILE)) and _age(partial) > UNLOCKED_PARTIAL_SECONDS:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _age(path):
+    """Seconds since `path` last changed (0 if it is gone)."""
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _write_error(path, err):
@@ -270,35 +288,50 @@ def exclusive_folder(folder):
     each other's checkpoints. The lock (flock on `folder/.lock`) dies with its process, however
     that ends, so a killed run leaves nothing stale behind.
 
-    A missing `folder` is made (so that a new folder too has one owner from the start), and removed
-    again, with the parents made for it, if the block fails having written nothing into it.
+    A missing `folder` is made (so that a new folder too has one owner from the start). If the
+    block fails having written nothing into the folder, the lock file, and the folders made for
+    it, are removed again.
     """
     made, lock = missing_folders(folder), os.path.join(folder, LOCK_FILE)
     try:
         os.makedirs(folder, exist_ok=True)
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644) if fcntl else None
+        created = not os.path.exists(lock)
+        descriptor = _lock_folder(folder, lock) if fcntl else None
     except OSError as err:
         raise _write_error(lock, err) from None
-    if descriptor is None:
-        yield
-        return
     try:
+        yield
+    except BaseException:
+        if descriptor is not None and (made or created) and os.listdir(folder) == [LOCK_FILE]:
+            os.remove(lock)  # while still held: whoever opens it next makes a new one
+            for path in made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        raise
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)  # releases the lock
+
+
+def _lock_folder(folder, lock):
+    """The descriptor of `lock`, exclusively locked; FolderInUseError if another process holds it."""
+    while True:
+        os.makedirs(folder, exist_ok=True)
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(descriptor)
             raise FolderInUseError(f"{folder} is in use by another training run (it holds {lock}): stop that "
                                    "run, or use another output directory.") from None
         try:
-            yield
-        except BaseException:
-            if made and os.listdir(folder) == [LOCK_FILE]:  # removed while still held: no one else has it
-                os.remove(lock)
-                for path in made:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(path)
-            raise
-    finally:
-        os.close(descriptor)  # releases the lock
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock)):
+                return descriptor
+        except FileNotFoundError:
+            pass
+        # A run that failed removed the file (and perhaps the folder) after this process opened
+        # it: the lock taken is on a file no longer there. Lock the file that is there now.
+        os.close(descriptor)
 
 
 def missing_folders(path):

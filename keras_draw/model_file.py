@@ -10,17 +10,19 @@ import json
 import os
 import zipfile
 
-from keras_draw.files import check_readable
+from keras_draw.files import check_readable, file_exists
 
 
 def check_model_file(path, classes=("Draw",)):
     """ValueError (one line, quoting `path`) unless it is a .keras archive of a keras_draw model
     whose class is one of `classes`."""
     path = os.fspath(path)
+    if not file_exists(path):  # UnreadableError where a folder on the way may not be searched
+        raise ValueError(f"Model file not found. Received: model={path!r}")
     if os.path.isdir(path):
         raise ValueError(f"The model is a folder, not a .keras file. Received: model={path!r}")
     if not os.path.isfile(path):
-        raise ValueError(f"Model file not found. Received: model={path!r}")
+        raise ValueError(f"The model is not a regular file (a device, a pipe or a socket). Received: model={path!r}")
     if not path.endswith(".keras"):
         raise ValueError(f"The model must be a .keras file saved by train.py. Received: model={path!r}")
     check_readable(path)  # before zipfile, which calls a file it cannot open "not a zip file"

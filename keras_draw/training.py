@@ -39,8 +39,8 @@ def check_batch_size(options, images):
 
 
 # fit's peak memory per image of a batch on a CPU, over what `training_bytes` counts of each step:
-# measured 2.75 MiB per image at the paper's sizes (the peak resident set of `fit` at batches of 50
-# and 450: 1495 and 2597 MiB), against 1.59 MiB counted.
+# measured 2.75 MiB per image at the paper's sizes, against 1.59 MiB counted (the slope of the
+# peak resident set between batches of 50 and 450: `python benchmarks/memory.py`).
 TRAINING_MEMORY_FACTOR = 1.7
 
 

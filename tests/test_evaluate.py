@@ -139,6 +139,14 @@ def test_passes_beyond_memory_are_refused_before_any_data_is_read(monkeypatch):
             evaluate(model, "mnist", **{flag: 1001})
 
 
+def test_counts_of_any_integer_type_are_taken(trained_model):
+    x = block_patterns(6, seed=8)
+    plain = evaluate(trained_model, x, importance_samples=2, batch_size=4, max_images=5, seed=1)
+    numpy = evaluate(trained_model, x, importance_samples=np.int64(2), batch_size=np.int32(4), max_images=np.uint8(5),
+                     importance_batch_size=np.int64(1000), seed=1)
+    assert numpy == plain and json.loads(json.dumps(numpy)) == numpy
+
+
 def test_images_of_the_wrong_shape_are_rejected():
     with pytest.raises(ValueError, match=r"Received: shape=\(2, 28, 27, 1\)"):
         evaluate(Draw.from_preset("tiny"), np.zeros((2, 28, 27, 1), np.float32))

@@ -54,6 +54,18 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_write_and_a_live_ones_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "d.json"]
 
 
+def test_an_unlocked_partial_folder_is_removed_once_old(tmp_path):
+    """Left by a writer that did not lock (an earlier version), or killed before it locked."""
+    old, recent = tmp_path / ".partial-old", tmp_path / ".partial-recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "model.keras").write_text("half")
+    hours_ago = os.stat(old).st_mtime - files.UNLOCKED_PARTIAL_SECONDS - 60
+    os.utime(old, (hours_ago, hours_ago))
+    files.write_json(tmp_path / "config.json", {})
+    assert partials(tmp_path) == [".partial-recent"]
+
+
 @pytest.mark.parametrize("stop", ["KeyboardInterrupt", "Terminated"])
 def test_a_write_stopped_half_way_leaves_the_old_file_and_nothing_else(stop, tmp_path):
     from keras_draw import console
@@ -66,3 +78,18 @@ def test_a_write_stopped_half_way_leaves_the_old_file_and_nothing_else(stop, tmp
             Path(temporary).write_text("half")
             raise stop()
     assert target.read_text() == "the old rows" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_a_folder_lock_taken_by_a_run_that_stops_having_written_nothing_leaves_nothing(tmp_path):
+    (tmp_path / "existing").mkdir()
+    for folder in (tmp_path / "existing", tmp_path / "new" / "run"):
+        with pytest.raises(KeyboardInterrupt):
+            with files.exclusive_folder(str(folder)):
+                assert sorted(p.name for p in folder.iterdir()) == [".lock"]
+                raise KeyboardInterrupt()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"] and not list((tmp_path / "existing").iterdir())
+    with pytest.raises(ValueError, match="stopped"):
+        with files.exclusive_folder(str(tmp_path / "existing")):
+            (tmp_path / "existing" / "config.json").write_text("{}")
+            raise ValueError("stopped after writing")
+    assert sorted(p.name for p in (tmp_path / "existing").iterdir()) == [".lock", "config.json"]

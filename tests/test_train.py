@@ -226,6 +226,22 @@ def test_a_batch_beyond_memory_exits_2_before_writing(tmp_path, monkeypatch, cap
     assert not output_dir.exists()
 
 
+def test_a_write_refused_for_another_reason_than_space_does_not_ask_for_space(tmp_path, mnist_data_dir, monkeypatch,
+                                                                               capsys):
+    from keras_draw import training
+
+    def in_the_way(path, value):
+        raise files._write_error(path, IsADirectoryError(21, "Is a directory"))
+
+    monkeypatch.setattr(training, "write_json", in_the_way)
+    status = load_train_script().main([*TINY, "--jit-compile", "off", "--data-dir", mnist_data_dir, "--output-dir",
+                                       str(tmp_path / "run")])
+    error = capsys.readouterr().err.strip()
+    assert status == 1 and len(error.splitlines()) == 1
+    assert error == (f"train.py: error: could not write {tmp_path / 'run' / 'config.json'}: Is a directory; it kept no "
+                     f"checkpoint in {tmp_path / 'run' / 'checkpoint'}: rerun the same command to go on from there.")
+
+
 def test_precision_sets_the_models_dtype_policy():
     model = build_model(TrainOptions(preset="tiny", precision="mixed_bfloat16"))
     assert model.encoder.compute_dtype == "bfloat16" and model.reader.compute_dtype == "float32"

@@ -3,6 +3,7 @@ TensorBoard sample grid (keras_draw.callbacks)."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -320,6 +321,17 @@ def test_sample_grid_rejects_a_bad_image_count():
         SampleGrid("logs", num_images=0)
 
 
+def test_sample_grid_refuses_a_grid_beyond_memory_before_the_first_step(tmp_path):
+    model = small()
+    model.compile(jit_compile=False, optimizer="adam")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"`num_images` must be at most .* on this machine"):
+        model.fit(np.zeros((4, 28, 28, 1), np.float32), batch_size=4, verbose=0,
+                  callbacks=[SampleGrid(str(tmp_path), num_images=10**12)])
+    for weight, initial in zip(model.get_weights(), before):  # not a step was taken
+        np.testing.assert_array_equal(weight, initial)
+
+
 @pytest.mark.slow
 def test_the_command_draws_a_saved_run_in_a_fresh_process_from_the_runs_data(tiny_run, tmp_path):
     # A fresh interpreter has not registered Draw with Keras until the command loads the model;
@@ -340,7 +352,11 @@ def test_the_commands_name_what_is_wrong_with_a_model_file(tmp_path, capsys):
     (tmp_path / "random.keras").write_bytes(np.random.default_rng(0).bytes(5000))
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "dense.keras")
     (tmp_path / "folder.keras").mkdir()
+    os.mkfifo(tmp_path / "fifo.keras")  # opening it would wait for a writer
+    (tmp_path / "loop.keras").symlink_to(tmp_path / "loop.keras")
     for name, message in [("random.keras", "is not a .keras file: not a zip archive"),
+                          ("fifo.keras", "The model is not a regular file (a device, a pipe or a socket)"),
+                          ("loop.keras", "loop.keras cannot be read (Too many levels of symbolic links)"),
                           ("dense.keras", "holds a Keras Sequential (module keras), not a keras_draw Draw"),
                           ("folder.keras", "The model is a folder, not a .keras file")]:
         for program, command in (("visualize", main), ("evaluate", evaluate.main)):
