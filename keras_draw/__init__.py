@@ -96,7 +96,7 @@ class _LoaderThenRegister(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
-if "keras" in sys.modules:
+if sys.modules.get("keras") is not None:  # None: an import of keras is blocked
     _register_saved_classes()
 else:
     sys.meta_path.insert(0, _RegisterAfterKeras())
