@@ -31,6 +31,7 @@ import os
 import pathlib
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from keras_draw import console, offline
@@ -53,6 +54,7 @@ class _Source:
     url: str  # where the original files are downloaded from
     files: tuple  # their names, as tfds expects them in manual_dir
     labels: bool = False  # elements are (image, label) pairs: a classification data set
+    digits: bool = False  # examples keep their clean 28×28 digit, from which training composes images afresh
     builder: str | None = None  # the module of our own tfds builder, imported to register it
 
 
@@ -99,6 +101,7 @@ _SOURCES = {
         files=("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
                "t10k-labels-idx1-ubyte.gz"),
         labels=True,
+        digits=True,
         builder="keras_draw.builders.cluttered_mnist",
     ),
     "two_digit_mnist": _Source(
@@ -153,6 +156,27 @@ def split_images(name, data_dir=None, manual_dir=None):
     files = _source(name)
     builder = _prepared_builder(name, files, data_dir, manual_dir)
     return tuple(_images(builder, split, files.white, files.labels) for split in files.splits)
+
+
+def training_digits(name, data_dir=None, manual_dir=None):
+    """The clean digits of the training split of a data set whose examples keep them
+    (`cluttered_mnist`): float32 (n, 28, 28) in [0, 1] and their int64 labels (n,), in storage
+    order, as numpy arrays. The data set is prepared first if need be."""
+    import tensorflow_datasets as tfds
+
+    source = _source(name)
+    if not source.digits:
+        raise ValueError(f"Dataset {name!r} keeps no digits of its own.")
+    check_directories(data_dir, manual_dir)
+    if manual_dir is None and name in BUNDLED_MNIST:
+        manual_dir = _bundled_mnist_dir()
+    builder = _prepared_builder(name, source, data_dir, manual_dir)
+    examples = builder.as_dataset(split=source.splits[0], shuffle_files=False,
+                                  decoders={"image": tfds.decode.SkipDecoding()})  # only the digits are read
+    pairs = examples.map(lambda e: (e["digit"][..., 0], tf.cast(e["label"], tf.int64)),
+                         num_parallel_calls=tf.data.AUTOTUNE)
+    digits, labels = (np.concatenate(parts) for parts in zip(*pairs.batch(10_000).as_numpy_iterator()))
+    return digits.astype(np.float32) / source.white, labels  # the only scaling (docs/paper.md pitfall 7)
 
 
 def _bundled_mnist_dir():

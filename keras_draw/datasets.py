@@ -15,18 +15,29 @@ each epoch, while validation and test are sampled once, seeded by image index, s
 figures are comparable between epochs and runs; its numbers are not comparable with the paper's
 (docs/paper.md, pitfall 5: that is `binarized_mnist`, a fixed binarization). `greyscale=True`
 keeps their intensities.
+
+`cluttered_mnist` (`CLUTTERED_AFRESH`) composes its training images afresh each epoch: every
+training digit gets a new position and new clutter (from the other training digits), drawn from
+seeds of (seed, epoch, batch), as the generator of Mnih et al. 2014 draws each training image; its
+validation and test images are the fixed ones of the data set. `fresh_clutter=False` trains on the
+stored training images instead.
 """
 
+import functools
 import itertools
 import random
 
+import numpy as np
 import tensorflow as tf
 
-from keras_draw.data_sources import SUPPORTED, DatasetUnavailableError, has_labels, image_shape, split_images
+from keras_draw.data_sources import (SUPPORTED, DatasetUnavailableError, has_labels, image_shape, split_images,
+                                     training_digits)
 from keras_draw.layers.validation import check_positive
 
 # The data sets of MNIST's greyscale digits, binarized afresh each training epoch.
 BINARIZED_AFRESH = ("mnist", "two_digit_mnist")
+# The data sets whose training images are composed afresh each epoch from their training digits.
+CLUTTERED_AFRESH = ("cluttered_mnist",)
 
 __all__ = ["SUPPORTED", "DatasetUnavailableError", "Splits", "has_labels", "image_shape", "load"]
 
@@ -37,17 +48,18 @@ class Splits:
     `train`, `validation`, `test`: batched pipelines; `train` yields epoch `initial_epoch` when it
     is first iterated, and the next epoch at each later pass (as `fit` does once per epoch).
     `images`: the training images (with their labels, for a classification data set),
-    unbatched and cached, in storage order.
+    unbatched and cached, in storage order; for a data set composed afresh each epoch, the
+    (digit index, label) pairs its images are composed from.
     `epoch(e)`: the batches of epoch e alone, from any step (for exact resumption).
     """
 
-    def __init__(self, images, validation, test, *, batch_size, binarize, seed, shuffle_buffer,
+    def __init__(self, images, validation, test, *, batch_size, seed, shuffle_buffer, afresh=None,
                  initial_epoch=0):
         self.images = images
         self.validation = validation
         self.test = test
         self.batch_size = batch_size
-        self.binarize = binarize
+        self.afresh = afresh  # None, or (batches, stream) -> the epoch's batches, drawn anew from `stream`
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
         self.train = self._epochs_from(initial_epoch)
@@ -71,8 +83,8 @@ class Splits:
         batches = batches.batch(self.batch_size)
         if steps_per_epoch is not None:
             batches = batches.repeat().take(steps_per_epoch)
-        if self.binarize:  # a whole batch per call: per image, tf.data's overhead slowed small models by a third
-            batches = _binarize(batches, tf.data.Dataset.counter(), stream=epoch_seed + 1)
+        if self.afresh is not None:  # a whole batch per call: per image, tf.data's overhead slowed small models by a third
+            batches = self.afresh(batches, stream=epoch_seed + 1)
         return batches.skip(first_step).prefetch(tf.data.AUTOTUNE)
 
     def num_batches(self, steps_per_epoch=None):
@@ -98,14 +110,14 @@ class Splits:
         def next_epoch():
             yield from self.epoch(next(epochs)).as_numpy_iterator()
 
-        spec = tf.nest.map_structure(lambda s: tf.TensorSpec((None, *s.shape), s.dtype), self.images.element_spec)
+        spec = self.epoch(0).element_spec
         train = tf.data.Dataset.from_generator(next_epoch, output_signature=spec)
         train = train.apply(tf.data.experimental.assert_cardinality(self.num_batches()))
         return train.prefetch(tf.data.AUTOTUNE)
 
 
-def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=False, seed=None, shuffle_buffer=10_000,
-         initial_epoch=0):
+def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=False, fresh_clutter=True, seed=None,
+         shuffle_buffer=10_000, initial_epoch=0):
     """Builds the train, validation and test pipelines of data set `name`.
 
     Args:
@@ -115,7 +127,9 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
         manual_dir: a folder holding the data set's original files, for building without
             network. For `mnist` it defaults to the files bundled with this package.
         greyscale: `BINARIZED_AFRESH` data sets only: keep intensities instead of binarizing.
-        seed: seeds the training shuffle and mnist's per-epoch binarization; the same seed
+        fresh_clutter: `CLUTTERED_AFRESH` data sets only: compose the training images afresh
+            each epoch (True) or train on the stored ones (False).
+        seed: seeds the training shuffle and the per-epoch binarization or clutter; the same seed
             gives the same sequence of epochs in a fresh pipeline. None: one drawn from Python's
             `random` (which `keras.utils.set_random_seed` seeds).
         shuffle_buffer: size of the training shuffle buffer.
@@ -135,12 +149,34 @@ def load(name, batch_size=100, *, data_dir=None, manual_dir=None, greyscale=Fals
     if seed is None:
         seed = random.randrange(2**31)
     train, validation, test = split_images(name, data_dir=data_dir, manual_dir=manual_dir)
-    binarize = name in BINARIZED_AFRESH and not greyscale
-    if binarize:  # once, seeded by image index: the same in every epoch and every run
+    afresh = None
+    if name in BINARIZED_AFRESH and not greyscale:  # validation and test once, seeded by image index
         validation, test = (_binarize(ds, tf.data.Dataset.counter()) for ds in (validation, test))
+        afresh = functools.partial(_binarize, seeds=tf.data.Dataset.counter())
+    if name in CLUTTERED_AFRESH and fresh_clutter:
+        digits, labels = training_digits(name, data_dir=data_dir, manual_dir=manual_dir)
+        train = tf.data.Dataset.from_tensor_slices((np.arange(len(digits)), labels))
+        afresh = functools.partial(_clutter, digits=digits)
     validation, test = (ds.batch(batch_size).prefetch(tf.data.AUTOTUNE) for ds in (validation, test))
-    return Splits(train, validation, test, batch_size=batch_size, binarize=binarize, seed=seed,
+    return Splits(train, validation, test, batch_size=batch_size, afresh=afresh, seed=seed,
                   shuffle_buffer=shuffle_buffer, initial_epoch=initial_epoch)
+
+
+def _clutter(batches, digits, stream):
+    """Composes the images of batches of (digit index, label) pairs from `digits` (n, 28, 28) in
+    [0, 1]: batch k from the stream (stream, k), clutter from the other digits."""
+    from keras_draw.builders import cluttered_mnist
+
+    def compose(indices, batch):
+        return cluttered_mnist.training_images(digits, indices, (stream, int(batch)))[..., None]
+
+    def images(pair, batch):
+        indices, labels = pair
+        x = tf.numpy_function(compose, [indices, batch], tf.float32, stateful=False)
+        return tf.ensure_shape(x, (None, *image_shape("cluttered_mnist"))), labels
+
+    pairs = tf.data.Dataset.zip(batches, tf.data.Dataset.counter())
+    return pairs.map(images, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _binarize(images, seeds, stream=0):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import SMALL_CLUTTERED_SPLITS, build_small_cluttered_mnist
-from keras_draw import datasets
+from keras_draw import data_sources, datasets
 from keras_draw.builders import cluttered_mnist, mnist_digits
 
 
@@ -93,3 +93,58 @@ def test_two_builds_give_the_same_data_set(cluttered_mnist_data_dir, tmp_path):
 def test_an_unknown_split_is_refused():
     with pytest.raises(ValueError, match="Unknown split: 'dev'"):
         mnist_digits.load_split("dev")
+
+
+def test_compose_keeps_each_digit_whole_in_any_dtype_and_draws_clutter_from_the_others():
+    digits, _, _ = mnist_digits.load_split("test")
+    scaled = digits[:200].astype(np.float32) / 255.0
+    images, positions, sources = cluttered_mnist.compose(scaled, [5, 6, 7], np.random.default_rng(0))
+    assert images.shape == (3, 100, 100) and images.dtype == np.float32 and sources.shape == (3, 8)
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    for image, index, (row, column), image_sources in zip(images, [5, 6, 7], positions, sources):
+        assert np.all(image[row : row + 28, column : column + 28] >= scaled[index])  # never dimmed
+        assert index not in image_sources and image_sources.max() < 200
+    # The same draws on uint8 digits give the same images, scaled.
+    again, _, _ = cluttered_mnist.compose(digits[:200], [5, 6, 7], np.random.default_rng(0))
+    np.testing.assert_allclose(images, again / 255.0, rtol=1e-6)
+
+
+def epoch_pairs(splits, epoch, first_step=0):
+    return [(x.numpy(), y.numpy()) for x, y in splits.epoch(epoch, first_step)]
+
+
+def test_training_images_are_composed_afresh_each_epoch_and_alike_on_resumption(cluttered_mnist_data_dir):
+    splits = datasets.load("cluttered_mnist", 50, data_dir=cluttered_mnist_data_dir, seed=3)
+    first, again, second = epoch_pairs(splits, 0), epoch_pairs(splits, 0), epoch_pairs(splits, 1)
+    resumed = epoch_pairs(splits, 0, first_step=2)
+    for (x, y), (x_again, y_again) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x, x_again)
+        np.testing.assert_array_equal(y, y_again)
+    for (x, _), (x_resumed, _) in zip(first[2:], resumed, strict=True):
+        np.testing.assert_array_equal(x, x_resumed)
+    assert not np.array_equal(first[0][0], second[0][0])
+    # Every training digit once per epoch: the labels are the stored training split's, reordered.
+    stored = np.array([e["label"] for e in raw_examples(cluttered_mnist_data_dir, "train")])
+    for pairs in (first, second):
+        x = np.concatenate([x for x, _ in pairs])
+        assert x.shape == (300, 100, 100, 1) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
+        np.testing.assert_array_equal(np.sort(np.concatenate([y for _, y in pairs])), np.sort(stored))
+
+
+def test_training_images_are_composed_from_the_stored_digits(cluttered_mnist_data_dir):
+    digits, labels = data_sources.training_digits("cluttered_mnist", data_dir=cluttered_mnist_data_dir)
+    stored = raw_examples(cluttered_mnist_data_dir, "train")
+    assert digits.shape == (300, 28, 28) and digits.dtype == np.float32
+    for k in (0, 123, 299):
+        np.testing.assert_array_equal(digits[k] * 255.0, stored[k]["digit"][..., 0])
+        assert labels[k] == stored[k]["label"]
+        row, column = stored[k]["position"]  # the stored image holds the stored digit
+        assert np.all(stored[k]["image"][row : row + 28, column : column + 28, 0] >= stored[k]["digit"][..., 0])
+
+
+def test_fresh_clutter_off_trains_on_the_stored_images(cluttered_mnist_data_dir):
+    splits = datasets.load("cluttered_mnist", 100, data_dir=cluttered_mnist_data_dir, seed=3, fresh_clutter=False)
+    x = np.concatenate([x for x, _ in epoch_pairs(splits, 0)])
+    stored = np.stack([e["image"] for e in raw_examples(cluttered_mnist_data_dir, "train")]) / 255.0
+    assert x.shape == stored.shape
+    np.testing.assert_allclose(np.sort(x.reshape(300, -1).sum(1)), np.sort(stored.reshape(300, -1).sum(1)), rtol=1e-5)

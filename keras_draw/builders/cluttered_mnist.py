@@ -12,7 +12,9 @@ partly on the digit; the digit's position is uniform over the 73×73 places wher
 The data set is fixed: example k of a split is a pure function of (SEED, split, k), so every
 build gives the same images. Its splits follow `mnist`'s sizes and take both digit and clutter
 from their own part of MNIST's files only (`mnist_digits.SPLITS`): train 50,000, validation
-10,000, test 10,000.
+10,000, test 10,000. Each example keeps its clean digit: training composes the train split's
+digits anew every epoch (`training_images`, used by `keras_draw.datasets`), as RAM's generator
+does, while validation and test stay fixed.
 """
 
 import numpy as np
@@ -28,40 +30,62 @@ SEED = 20150216  # the build's seed: example k of split s is drawn from the stre
 SPLIT_NUMBERS = {"train": 0, "validation": 1, "test": 2}
 
 
-def compose(digits, index, rng):
-    """One cluttered image from digit `index` of `digits` (n, 28, 28) uint8, with `rng`.
+def compose(digits, indices, rng):
+    """Cluttered images of `digits[indices]`, their clutter from the other `digits` (n, 28, 28),
+    all drawn from `rng`. Works on any dtype (the maximum keeps values in the digits' range).
 
-    Returns (image (100, 100) uint8, position (row, column) of the digit's top-left corner,
-    the indices in `digits` of the 8 clutter sources).
+    Returns (images (k, 100, 100) of the digits' dtype, the positions (k, 2) (row, column) of each
+    digit's top-left corner, the indices (k, 8) in `digits` of each image's clutter sources).
     """
-    image = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    sources = rng.integers(0, len(digits) - 1, size=CLUTTER_PIECES)
-    sources += sources >= index  # other digits: uniform over the n − 1 that are not `index`
+    indices = np.asarray(indices, np.int64)
+    count, size = len(indices), digits.shape[1]
+    sources = rng.integers(0, len(digits) - 1, size=(count, CLUTTER_PIECES))
+    sources += sources >= indices[:, None]  # other digits: uniform over the n − 1 that are not the image's own
     low, high = CROP_BOX
-    for source in sources:
-        top, left = rng.integers(low, high - PIECE_SIZE + 1, size=2)
-        piece = digits[source, top : top + PIECE_SIZE, left : left + PIECE_SIZE]
-        row, column = rng.integers(0, IMAGE_SIZE - PIECE_SIZE + 1, size=2)
-        place = image[row : row + PIECE_SIZE, column : column + PIECE_SIZE]
-        np.maximum(place, piece, out=place)
-    size = digits.shape[1]
-    row, column = rng.integers(0, IMAGE_SIZE - size + 1, size=2)
-    place = image[row : row + size, column : column + size]
-    np.maximum(place, digits[index], out=place)
-    return image, np.array([row, column], np.int64), sources.astype(np.int64)
+    crops = rng.integers(low, high - PIECE_SIZE + 1, size=(count, CLUTTER_PIECES, 2))
+    places = rng.integers(0, IMAGE_SIZE - PIECE_SIZE + 1, size=(count, CLUTTER_PIECES, 2))
+    positions = rng.integers(0, IMAGE_SIZE - size + 1, size=(count, 2))
+    images = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE), digits.dtype)
+    # Python lists: indexing numpy scalars in these small loops would take most of the time.
+    for image, index, position, image_sources, image_crops, image_places in zip(
+            images, indices.tolist(), positions.tolist(), sources.tolist(), crops.tolist(), places.tolist()):
+        for source, (top, left), place in zip(image_sources, image_crops, image_places):
+            _paste(image, digits[source, top : top + PIECE_SIZE, left : left + PIECE_SIZE], place)
+        _paste(image, digits[index], position)
+    return images, positions, sources
+
+
+def _paste(image, piece, place):
+    """`piece` onto `image` with its top-left corner at `place` (row, column): the brighter pixel wins."""
+    row, column = place
+    target = image[row : row + piece.shape[0], column : column + piece.shape[1]]
+    np.maximum(target, piece, out=target)
 
 
 def example(digits, index, split, seed=SEED):
-    """Example `index` of `split`: the same whenever and wherever it is drawn."""
+    """Example `index` of the fixed `split` of the split's `digits`: (image (100, 100), position (2,),
+    clutter sources (8,)), the same whenever and wherever it is drawn."""
     rng = np.random.default_rng([seed, SPLIT_NUMBERS[split], index])
-    return compose(digits, index, rng)
+    images, positions, sources = compose(digits, [index], rng)
+    return images[0], positions[0], sources[0]
+
+
+def training_images(digits, indices, stream, seed=SEED):
+    """Fresh images of `digits[indices]` for one training batch, drawn from the stream
+    (SEED, *stream): a run composes every training digit anew in every epoch, as the generator of
+    Mnih et al. 2014 (deepmind/mnist-cluttered) draws each training image. (k, 100, 100)."""
+    rng = np.random.default_rng([seed, len(SPLIT_NUMBERS), *stream])
+    return compose(digits, indices, rng)[0]
 
 
 class ClutteredMnist(tfds.core.GeneratorBasedBuilder):
     """100×100 cluttered translated MNIST (Mnih et al. 2014), made from MNIST's original files."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "One digit and 8 clutter pieces of 8×8, composited by maximum."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "One digit and 8 clutter pieces of 8×8, composited by maximum.",
+        "2.0.0": "Each example keeps its digit (for fresh clutter in training); layouts drawn in a new order.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = "MNIST's four .gz files (keras_draw bundles them in keras_draw/data/mnist)."
 
     def _info(self):
@@ -70,6 +94,7 @@ class ClutteredMnist(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 1)),
                 "label": tfds.features.ClassLabel(num_classes=10),
+                "digit": tfds.features.Image(shape=(mnist_digits.DIGIT_SIZE, mnist_digits.DIGIT_SIZE, 1)),
                 "digit_index": np.int64,  # in its MNIST file
                 "position": tfds.features.Tensor(shape=(2,), dtype=np.int64),  # (row, column) of its top-left
                 "clutter_index": tfds.features.Tensor(shape=(CLUTTER_PIECES,), dtype=np.int64),  # in its MNIST file
@@ -87,6 +112,7 @@ class ClutteredMnist(tfds.core.GeneratorBasedBuilder):
             yield index, {
                 "image": image[:, :, None],
                 "label": int(labels[index]),
+                "digit": digits[index][:, :, None],
                 "digit_index": int(file_indices[index]),
                 "position": position,
                 "clutter_index": file_indices[sources],
