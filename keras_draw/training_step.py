@@ -48,6 +48,36 @@ class TrainingStep:
         whole_step, self.loop_jit_compile, self.loop_unroll = _resolve(jit_compile, unroll)
         super().compile(optimizer=optimizer, jit_compile=whole_step, **kwargs)
 
+    def fit(self, x=None, *args, validation_data=None, **kwargs):
+        """`keras.Model.fit`, its images checked outside the step where XLA compiles it whole."""
+        validation_data = self._checked_outside_xla(validation_data)
+        return super().fit(self._checked_outside_xla(x), *args, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate`, its images checked outside the step where XLA compiles it whole."""
+        return super().evaluate(self._checked_outside_xla(x), *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`, its images checked outside the step where XLA compiles it whole."""
+        return super().predict(self._checked_outside_xla(x), *args, **kwargs)
+
+    def _checked_outside_xla(self, data):
+        """`data`, with its images in [0, 1] checked outside the compiled step where XLA compiles
+        the whole step (the default on a GPU), which drops the step's own assertion: an array at
+        once, a tf.data pipeline as it yields (a map, which costs the step nothing). Other inputs
+        (generators, `PyDataset`s) pass unchecked; without whole-step XLA, the step checks them."""
+        if not self.jit_compile or data is None:
+            return data
+        if isinstance(data, tf.data.Dataset):
+            def check(*batch):
+                x = inputs.check_images(self.image_shape, batch[0])
+                return x if len(batch) == 1 else (x, *batch[1:])
+            return data.map(check)
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        if hasattr(images, "shape") and hasattr(images, "dtype"):  # an array or a tensor
+            inputs.check_images(self.image_shape, images)
+        return data
+
     def loop_settings(self):
         """(step-body XLA, unrolled) of `fit` and `evaluate`: as `compile` chose them, or, before
         any `compile`, as its defaults would on this machine."""

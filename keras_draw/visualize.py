@@ -34,6 +34,7 @@ from keras_draw.layers.validation import check_count, check_fits_in_memory
 from keras_draw.model_file import (add_model_flags, check_model_flags, load_model, model_from_flags, preset_model_name,
                                    shipped_dataset)
 from keras_draw.images import save_grid
+from keras_draw.inputs import check_image_array
 from keras_draw.run_files import RunFiles
 
 PROGRAM = "visualize"
@@ -81,6 +82,10 @@ def write_pictures(model, out_dir, images=None, seed=0, num_images=16, strip_ima
     model = load_model(model)
     check_num_images(model, num_images)  # before anything is written
     check_count("strip_images", strip_images), check_count("strip_steps", strip_steps)
+    if images is not None:
+        images = check_image_array(model.image_shape, images)  # in [0, 1], or ValueError
+        if len(images) == 0:
+            raise ValueError(f"`images` must hold at least one image to reconstruct. Received: shape={images.shape}")
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, file) for name, file in PICTURES.items()}
     save_grid(paths["samples"], model.generate(64, seed=seed))
@@ -88,7 +93,6 @@ def write_pictures(model, out_dir, images=None, seed=0, num_images=16, strip_ima
     write_drawing(model, sequence, paths["drawing"], paths["drawing_steps"], strip_images, strip_steps)
     if images is None:
         return {name: paths[name] for name in ("samples", "drawing", "drawing_steps")}
-    images = np.asarray(images, dtype=np.float32)
     columns = min(8, len(images))
     shown = images[: min(32, len(images)) // columns * columns]  # whole rows only
     reconstructions = model.reconstruct(shown, seed=seed)

@@ -306,6 +306,24 @@ def test_images_outside_zero_one_are_refused_by_fit_evaluate_predict_call_recons
                 run()
 
 
+def test_images_outside_zero_one_are_refused_where_xla_compiles_the_whole_step():
+    """XLA drops assertions from what it compiles: fit, evaluate and predict check outside it."""
+    model = small()
+    model.compile(jit_compile=True, optimizer="adam")
+    images = binary_images(4)
+    images[1, 3, 4, 0] = 255.0
+    pipeline = tf.data.Dataset.from_tensor_slices(images).batch(2)
+    for run in (lambda: model.fit(images, batch_size=4, verbose=0),
+                lambda: model.fit(pipeline, verbose=0),
+                lambda: model.fit(binary_images(4), batch_size=4, validation_data=pipeline, verbose=0),
+                lambda: model.evaluate(pipeline, verbose=0),
+                lambda: model.predict(images, batch_size=4, verbose=0),
+                lambda: model.predict(pipeline, verbose=0)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]"):
+            run()
+    assert model.predict(binary_images(4), batch_size=4, verbose=0).shape == (4, 28, 28, 1)
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 4), (2, 3, 7), (2, 3)])
 def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
     model = small()  # T = 3, |z| = 4

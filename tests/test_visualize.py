@@ -256,6 +256,18 @@ def test_the_bound_on_images_is_half_the_machines_memory_over_an_images_drawing(
         write_pictures(model, tmp_path / "pictures", strip_steps=0)
 
 
+def test_images_to_reconstruct_are_checked_before_any_picture_is_written(tmp_path):
+    model = small()
+    images = (np.random.default_rng(0).random((4, 28, 28, 1)) > 0.5).astype(np.float32)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\].*Received: values in \[0.0, 255.0\]"):
+        write_pictures(model, tmp_path / "pictures", images=images * 255, num_images=2)
+    with pytest.raises(ValueError, match=r"at least one image.*shape=\(0, 28, 28, 1\)"):
+        write_pictures(model, tmp_path / "pictures", images=images[:0], num_images=2)
+    with pytest.raises(ValueError, match=r"Received: shape=\(4, 28, 28\)"):
+        write_pictures(model, tmp_path / "pictures", images=images[..., 0], num_images=2)
+    assert not (tmp_path / "pictures").exists()
+
+
 def test_a_write_that_fails_is_a_failure_of_the_run_with_exit_status_1(tmp_path, monkeypatch, capsys):
     from keras_draw import visualize
     from keras_draw.files import WriteError
