@@ -73,6 +73,8 @@ def train(verbose="auto", **options):
         checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
         if state["epoch"] == 0 and state["step"] == 0:  # a fresh run: the canvas starts at the data's mean
             model.initialize_canvas(data.mean_image())
+            if options.cover_windows:
+                model.initialize_windows()
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
