@@ -155,7 +155,7 @@ def test_colour_datasets_are_scaled_once(name, tmp_path, monkeypatch):
 
 
 def test_unknown_name_lists_supported_datasets():
-    message = "Unknown dataset: 'foo'. Supported: mnist, binarized_mnist, svhn, cifar10."
+    message = "Unknown dataset: 'foo'. Supported: mnist, binarized_mnist, svhn, cifar10, cluttered_mnist, two_digit_mnist."
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         datasets.load("foo")
     with pytest.raises(ValueError, match="Unknown dataset"):
