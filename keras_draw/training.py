@@ -62,11 +62,7 @@ def train(verbose="auto", **options):
         model = build_model(options)  # raises on a bad N or size, before anything is written
         checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
         state = resume_state(model, options, checkpoint)
-        averager = None
-        if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
-            averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
-            averager.set_model(model)
-            averager.build()
+        averages = checkpoint.read_averages(state) if options.weight_average is not None else None
         data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
                              manual_dir=options.manual_dir, seed=options.seed)
         check_batch_size(options, data.images)
@@ -75,6 +71,11 @@ def train(verbose="auto", **options):
             model.initialize_canvas(data.mean_image())
             if options.cover_windows:
                 model.initialize_windows()
+        averager = None
+        if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from the weights as initialised
+            averager = WeightAverage(options.weight_average, initial=averages)
+            averager.set_model(model)
+            averager.build()
     chief = strategies.is_chief()  # other workers write into a folder of their own, then drop it
     files = RunFiles(options.resolved_output_dir() if chief else tempfile.mkdtemp(prefix="draw-worker-"))
     files.create()
