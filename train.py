@@ -51,6 +51,9 @@ def parse_args(argv, defaults):
     parser.add_argument("--weight-average", type=float, default=None, metavar="MOMENTUM",
                         help="validate, select and save an exponential moving average of the weights "
                              "with this momentum, e.g. 0.999 (default: the weights themselves; docs/training.md)")
+    parser.add_argument("--cover-windows", action=argparse.BooleanOptionalAction, default=None,
+                        help="start a fresh run's attention windows covering the whole image coarsely, instead of "
+                             "from a zero bias (default: the preset's recipe: two_digit_mnist's does; docs/paper.md)")
     parser.add_argument("--clip-norm", type=float, default=defaults.clip_norm,
                         help="global gradient norm; 0 turns clipping off (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")

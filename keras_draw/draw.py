@@ -157,6 +157,19 @@ class Draw(TrainingStep, keras.Model):
         p = ops.clip(p, CANVAS_MEAN_BOUND, 1.0 - CANVAS_MEAN_BOUND)
         self.c_0.assign(ops.log(p) - ops.log1p(-p))  # σ(c_0) = p
 
+    def initialize_windows(self):
+        """Starts the read and write windows covering the whole image at low resolution
+        (`AttentionWindow.cover_image`); without attention, nothing to do.
+
+        An initialisation, as `initialize_canvas` is, which the paper does not specify. From a
+        zero bias, the two-digit 60×60 network settled on ignoring z within 100 steps and stayed
+        there (docs/paper.md); `keras_draw.train` calls this before a fresh run with
+        `cover_windows` (the `two_digit_mnist` recipe's).
+        """
+        if self.attention:
+            self.reader.window.cover_image()
+            self.writer.window.cover_image()
+
     def _initial(self, weight, batch_size):
         # float32 under any policy: in `call` under a mixed policy, Keras reads the variable in
         # the compute dtype.

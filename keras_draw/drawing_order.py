@@ -149,7 +149,7 @@ def sequential_fractions(model, num_images=1000, seed=0, batch_size=100):
         "sequential": sequential,
         "fraction_two_regions": two / num_images,
         "fraction_sequential": sequential / num_images,
-        "fraction_sequential_of_two_regions": sequential / two if two else 0.0,
+        "fraction_sequential_of_two_regions": sequential / two if two else None,  # no two-region sample
         "definition": {"threshold": THRESHOLD, "bridge": BRIDGE, "min_pixels": MIN_PIXELS,
                        "complete": COMPLETE, "started": STARTED},
     }

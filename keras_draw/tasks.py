@@ -30,9 +30,12 @@ class Generation:
     def check(self, options):
         pass
 
-    def start(self, model, data):
-        """A fresh run: the canvas starts at the data's mean (`Draw.initialize_canvas`)."""
+    def start(self, model, data, options):
+        """A fresh run: the canvas starts at the data's mean (`Draw.initialize_canvas`), and the
+        windows cover the image if the options say so (`Draw.initialize_windows`)."""
         model.initialize_canvas(data.mean_image())
+        if options.cover_windows:
+            model.initialize_windows()
 
     def callbacks(self, files):
         return files.callbacks()
@@ -106,7 +109,7 @@ class Classification:
             raise ValueError("The classifier trains in float32, its T steps unrolled. "
                              f"Received: precision={options.precision!r}, unroll={options.unroll!r}")
 
-    def start(self, model, data):
+    def start(self, model, data, options):
         pass
 
     def callbacks(self, files):

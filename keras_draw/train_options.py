@@ -50,9 +50,10 @@ class TrainOptions:
     early_stopping: int | None = None
     weight_average: float | None = None  # the momentum of `keras_draw.averaging.WeightAverage`
     precision: str = "float32"
+    cover_windows: bool | None = None  # a fresh run starts its windows covering the image (`Draw.initialize_windows`)
 
     # The recipe of a preset that has none of its own.
-    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": "auto"}
+    DEFAULTS = {"epochs": 3, "batch_size": 100, "learning_rate": 1e-3, "unroll": "auto", "cover_windows": False}
 
     # Sizes beyond these are typos, not experiments: T=10**12 or 10**6 units cannot be built.
     # (`batch_size` is checked against the training split once it is loaded.)

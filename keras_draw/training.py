@@ -101,17 +101,18 @@ def train(verbose="auto", **options):
         with strategy.scope():
             checkpoint = RunFiles(options.resolved_output_dir()).latest_checkpoint()
             state = resume_state(model, options, checkpoint)
-            averager = None
-            if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from its weights
-                averager = WeightAverage(options.weight_average, initial=checkpoint.read_averages(state))
-                averager.set_model(model)
-                averager.build()
+            averages = checkpoint.read_averages(state) if options.weight_average is not None else None
             data = datasets.load(options.dataset, options.batch_size, data_dir=options.data_dir,
                                  manual_dir=options.manual_dir, seed=options.seed)
             check_batch_size(options, data.images)
             checkpoint.check_step(state, data.num_batches(options.steps_per_epoch))
             if state["epoch"] == 0 and state["step"] == 0:  # a fresh run (DRAW: the canvas starts at the data's mean)
-                task.start(model, data)
+                task.start(model, data, options)
+            averager = None
+            if options.weight_average is not None:  # w̄ from the checkpoint's averages, else from the weights as initialised
+                averager = WeightAverage(options.weight_average, initial=averages)
+                averager.set_model(model)
+                averager.build()
         write_json(files.config, {"options": dataclasses.asdict(options), "model": model.get_config(),
                                   "malloc": malloc.active()})
         history = fit(model, options, files, state, data, verbose, log_test=options.log_test, averager=averager,

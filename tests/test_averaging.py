@@ -165,6 +165,20 @@ def test_an_averaged_run_resumes_exactly_and_may_start_averaging_from_a_plain_ch
     assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(straight.trainable_variables, raw["straight"].trainable_variables))
 
 
+@pytest.mark.slow
+def test_a_fresh_averaged_run_averages_from_the_initialised_canvas(tmp_path, mnist_data_dir):
+    # w̄ starts from the weights as initialised for the run (c_0 = logit of the data's mean), not
+    # from the model as built (c_0 = 0): one step at M = 0.999 leaves w̄ within 0.1 % of them.
+    from keras_draw import datasets
+    from keras_draw.training import train
+
+    model, _ = train(**TINY_RUN | {"epochs": 1}, weight_average=0.999, data_dir=mnist_data_dir, verbose=0,
+                     output_dir=str(tmp_path / "run"))  # the final model is w̄
+    mean = np.clip(datasets.load("mnist", data_dir=mnist_data_dir).mean_image().numpy(), 1e-3, 1 - 1e-3)
+    initialised = np.log(mean) - np.log1p(-mean)
+    np.testing.assert_allclose(model.c_0.numpy(), initialised, atol=0.01 * np.abs(initialised).max())
+
+
 def test_the_callback_is_a_public_name_of_the_package():
     import keras_draw
 

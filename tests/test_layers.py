@@ -66,6 +66,26 @@ def test_attention_window_bounds_its_log_parameters():
     np.testing.assert_allclose([sigma2, delta, gamma], [np.exp(9.0), stride_scale * np.exp(-9.0), np.exp(9.0)], rtol=1e-5)
 
 
+@pytest.mark.parametrize("n, size", [(2, 60), (5, 60), (3, 28)])
+def test_a_covering_window_tiles_the_image_into_n_cells(n, size):
+    layer = AttentionWindow(image_height=size, image_width=size, n=n)
+    layer.build((None, 4))
+    layer.cover_image()
+    window = layer(np.zeros((1, 4), np.float32))  # h^dec = 0: the window is the bias
+    g_x, g_y, delta, sigma2, gamma = (float(np.asarray(v)[0]) for v in unpack_window(window))
+    cell = size / n
+    np.testing.assert_allclose([g_x, g_y, delta, sigma2, gamma], [(size + 1) / 2, (size + 1) / 2, cell, (cell / 2) ** 2, 1.0],
+                               rtol=1e-5)
+    # The filter centres (eqs. 19-20, 1-based pixels) are the centres of the N cells of the image.
+    f_x, _ = filterbank(*(np.array([v], np.float32) for v in (g_x, g_y, delta, sigma2)), n, size, size)
+    centres = (np.arange(n) + 0.5) * cell + 0.5  # cell k spans pixels k·cell + 1 .. (k + 1)·cell
+    peaks = np.argmax(np.asarray(f_x)[0], axis=1) + 1  # each filter's brightest pixel, 1-based
+    assert np.all(np.abs(peaks - centres) <= 0.5)
+    # Every pixel is seen: the weakest column weighs at least a third of the strongest's.
+    coverage = np.asarray(f_x)[0].sum(axis=0)
+    assert coverage.min() > coverage.max() / 3
+
+
 @pytest.mark.parametrize("n", [0, 1])
 def test_grid_below_two_is_rejected(n):
     with pytest.raises(ValueError, match=f"Received: n={n}"):

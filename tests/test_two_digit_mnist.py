@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import ROOT, shared_folder
 from keras_draw import datasets, presets
 from keras_draw.builders import mnist_digits, two_digit_mnist
+from keras_draw.draw import Draw
 from keras_draw.train_options import TrainOptions
 
 # A small build: the same examples 0..n-1 of each split as the full one, in seconds.
@@ -157,6 +158,25 @@ def test_train_py_picks_the_two_digit_preset_for_its_dataset():
     for name in ("num_steps", "encoder_units", "decoder_units", "latent_dim", "read_n", "write_n"):
         assert config[name] == paper_mnist[name], name
     assert TrainOptions().preset == "demo" and TrainOptions(dataset="two_digit_mnist", preset="tiny").preset == "tiny"
+    # Its recipe starts the windows covering the image; every other preset's from a zero bias.
+    assert options.cover_windows is True and TrainOptions().cover_windows is False
+    assert TrainOptions(dataset="two_digit_mnist", cover_windows=False).cover_windows is False
+
+
+def test_initialize_windows_starts_the_first_read_on_the_whole_image():
+    model = Draw.from_preset("tiny", image_height=60, image_width=60, seed=0)  # read 2, write 3
+    before = np.asarray(model.reconstruct_sequence(np.zeros((1, 60, 60, 1), np.float32), seed=0)["read_window"])
+    np.testing.assert_allclose(before[0, 0, :3], [30.5, 30.5, 59.0], rtol=1e-5)  # a zero bias: centres on the corners
+    model.initialize_windows()
+    sequence = model.reconstruct_sequence(np.zeros((1, 60, 60, 1), np.float32), seed=0)
+    # h^dec_0 = 0, so the first read window is the bias: two cells of 30 pixels a side, σ = 15.
+    np.testing.assert_allclose(np.asarray(sequence["read_window"])[0, 0], [30.5, 30.5, 30.0, 225.0, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(model.writer.window.dense.bias.numpy()[2:4], [np.log(100.0), np.log(20 * 2 / 59)],
+                               rtol=1e-5)  # write N = 3: cells of 20, σ = 10
+    no_attention = Draw.from_preset("tiny", attention=False, seed=0)
+    weights = [w.copy() for w in no_attention.get_weights()]
+    no_attention.initialize_windows()  # nothing to cover
+    assert all(np.array_equal(a, b) for a, b in zip(weights, no_attention.get_weights()))
 
 
 @pytest.mark.slow
@@ -173,6 +193,7 @@ def test_train_py_on_two_digit_mnist_end_to_end(tmp_path, two_digit_data_dir):
     assert config["options"]["preset"] == "two_digit_mnist"
     assert (config["model"]["image_height"], config["model"]["image_width"]) == (60, 60)
     assert (config["model"]["read_n"], config["model"]["write_n"]) == (2, 5)
+    assert config["options"]["cover_windows"] is True
     assert np.isfinite(json.loads((output_dir / "test_metrics.json").read_text())["loss"])
     # 64 samples of 60×60 in 8 columns, 1 pixel apart, upscaled 2×
     assert Image.open(output_dir / "samples.png").size == ((8 * 61 + 1) * 2, (8 * 61 + 1) * 2)

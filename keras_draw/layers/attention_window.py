@@ -1,5 +1,7 @@
 """The attention window's parameters from the decoder state (eqs. 21-24)."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -59,6 +61,22 @@ class AttentionWindow(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 5)
+
+    def cover_image(self):
+        """Sets the bias of eq. 21 so that, before training, the window covers the image coarsely.
+
+        The N×N filters tile the image into N×N equal cells: the grid centred (g̃ = 0), the
+        stride one cell, δ = max(A, B)/N (by eq. 24, δ̃ = δ (N − 1)/(max(A, B) − 1)), each filter's
+        σ half a cell, and γ = 1. The weights stay as initialised, so h^dec moves the window
+        from there. A zero bias instead puts the centres of an N = 2 read grid on the image's
+        corners, σ = 1 pixel: on images whose ink is small and anywhere, a read that sees nothing
+        (docs/paper.md, "Two digits on 60×60").
+        """
+        size = max(self.image_height, self.image_width)
+        delta = size / self.n
+        log_delta_tilde = math.log(delta * (self.n - 1) / (size - 1))  # eq. 24 solved for δ̃
+        log_sigma2 = 2.0 * math.log(delta / 2.0)
+        self.dense.bias.assign([0.0, 0.0, log_sigma2, log_delta_tilde, 0.0])  # the order of eq. 21
 
     def get_config(self):
         config = super().get_config()
