@@ -1,9 +1,9 @@
-"""Training throughput of DRAW against this machine's dense matmul rate (issue 5).
+"""Training and evaluation throughput of DRAW, against a plain TF graph DRAW and the matmul rate.
 
     python benchmarks/train_throughput.py                       # the mnist preset, batch 100, T = 64
     python benchmarks/train_throughput.py --num-steps 16 --steps 5 --jit on
     python benchmarks/train_throughput.py --compare-unroll    # unrolled and while loop, alternating
-    python benchmarks/train_throughput.py --compare-graph     # against a plain TF graph DRAW (issue 14)
+    python benchmarks/train_throughput.py --compare-graph     # against a plain TF graph DRAW (the peer)
 
 Prints one labelled figure per line, all measured in this one process:
   - the dense float32 matmul rate: a 2048×2048 product, and the LSTM-shaped products at the
@@ -17,12 +17,10 @@ Prints one labelled figure per line, all measured in this one process:
     passes/s of the importance-weighted estimate (`keras_draw.evaluate.log_importance_weights`,
     1000 passes per call as `keras_draw.evaluate` makes them), each as a multiple of the
     training rate, and the hours that K = 1000 over 10,000 test images takes at that rate;
-  - the same for DRAW's recurrence alone (benchmarks/recurrence.py: the LSTMs and heads in plain
-    TensorFlow, no filterbank, loss or optimizer), its steps alternating with the model's so that
-    both see the same machine, and the model's images/s as a fraction of it (`--no-recurrence`
-    skips it); with `--compare-unroll`, also for the model with the other `unroll` setting; with
-    `--compare-graph`, also for the plain TensorFlow graph DRAW of benchmarks/graph_baseline.py
-    (what a user would pick instead), and the model's images/s as a multiple of it;
+  - with `--compare-unroll`, the same for the model with the other `unroll` setting; with
+    `--compare-graph`, for the plain TensorFlow graph DRAW of benchmarks/graph_baseline.py (what a
+    user would pick instead), and the model's images/s as a multiple of it; their steps alternate
+    with the model's, so that all see the same machine;
   - the roofline: the images/s of a step that did nothing but its matmuls, at the LSTM-shaped
     rate (a bound for any implementation of these products on this machine);
   - peak memory: the process's maximum resident set (resource.getrusage ru_maxrss), also right
@@ -84,10 +82,16 @@ def parse_args(argv):
                         help="keras dtype policy (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="tf.config.threading; 0: TensorFlow's choice")
-    parser.add_argument("--no-recurrence", action="store_true",
-                        help="skip timing DRAW's recurrence alone (benchmarks/recurrence.py)")
     parser.add_argument("--matmul-repeats", type=int, default=20, help="timed matmul calls (default: %(default)s)")
     return parser.parse_args(argv)
+
+
+def read_dim(config):
+    """The size of the encoder's read input r_t: two N×N glimpses, or two whole images without attention."""
+    c = config["channels"]
+    if config.get("attention", True):
+        return 2 * config["read_n"] ** 2 * c
+    return 2 * config["image_height"] * config["image_width"] * c
 
 
 def flops_per_image(config):
@@ -95,8 +99,7 @@ def flops_per_image(config):
     c, e, d, z, t = (config[k] for k in ("channels", "encoder_units", "decoder_units", "latent_dim", "num_steps"))
     b, a = config["image_height"], config["image_width"]
     attention = config.get("attention", True)
-    read_dim = 2 * config["read_n"] ** 2 * c if attention else 2 * b * a * c
-    step = 2 * (read_dim + d + e) * 4 * e  # encoder LSTM
+    step = 2 * (read_dim(config) + d + e) * 4 * e  # encoder LSTM
     step += 2 * (z + d) * 4 * d  # decoder LSTM
     step += 2 * e * 2 * z  # μ and log σ heads
     if attention:
@@ -205,8 +208,6 @@ def benchmark(args):
     from keras_draw import Draw, malloc, presets
     from keras_draw.train_options import SWITCH_CHOICES
 
-    recurrence = _sibling_module("recurrence")
-
     if args.inter_op_threads:  # settable only before TensorFlow's first op
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     if args.intra_op_threads:
@@ -216,7 +217,7 @@ def benchmark(args):
         config["num_steps"] = args.num_steps
     devices = ", ".join(d.name for d in tf.config.list_logical_devices())
     print(f"machine: TensorFlow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPU cores; devices: {devices}; "
-          f"malloc: {malloc.active()} (benchmarks/allocator.py compares them)")
+          f"malloc: {malloc.active()}")
     print(f"configuration: preset {args.preset}, batch {args.batch_size}, T={config['num_steps']}, "
           f"units {config['encoder_units']}/{config['decoder_units']}, z={config['latent_dim']}, "
           f"read {config.get('read_n')}, write {config.get('write_n')}, jit {args.jit}, unroll {args.unroll}, precision {args.precision}, "
@@ -224,12 +225,12 @@ def benchmark(args):
 
     square = matmul_rate(tf, 2048, 2048, 2048, max(3, args.matmul_repeats // 4), 1)
     e, d = config["encoder_units"], config["decoder_units"]
-    read_dim, _ = recurrence.read_dim_and_heads(config)
-    encoder_rate = matmul_rate(tf, args.batch_size, read_dim + d + e, 4 * e, args.matmul_repeats, 20)
+    r = read_dim(config)
+    encoder_rate = matmul_rate(tf, args.batch_size, r + d + e, 4 * e, args.matmul_repeats, 20)
     decoder_rate = matmul_rate(tf, args.batch_size, config["latent_dim"] + d, 4 * d, args.matmul_repeats, 20)
     lstm_rate = statistics.mean([encoder_rate, decoder_rate])
     print(f"matmul rate 2048x2048x2048 float32: {square:.1f} GFLOP/s")
-    print(f"matmul rate encoder LSTM {args.batch_size}x{read_dim + d + e}x{4 * e} float32: {encoder_rate:.1f} GFLOP/s")
+    print(f"matmul rate encoder LSTM {args.batch_size}x{r + d + e}x{4 * e} float32: {encoder_rate:.1f} GFLOP/s")
     print(f"matmul rate decoder LSTM {args.batch_size}x{config['latent_dim'] + d}x{4 * d} float32: {decoder_rate:.1f} GFLOP/s")
 
     keras.mixed_precision.set_global_policy(args.precision)
@@ -240,7 +241,7 @@ def benchmark(args):
 
     unroll = SWITCH_CHOICES[args.unroll]
     model, model_step, first_step = _first_step(Draw, config, args, iterator, unroll)
-    # The peak so far is the model's; the recurrence alone adds its own tensors afterwards.
+    # The peak so far is the model's; the models compared add their own tensors afterwards.
     memory = peak_memory_lines(tf, imported)
     timed = {"model": model_step}
     timed["evaluation"], timed["importance"] = _evaluation_steps(model, x, IMPORTANCE_PASSES)
@@ -252,8 +253,6 @@ def benchmark(args):
         timed["graph"] = _sibling_module("graph_baseline").graph_draw_train_step(tf, config, args.batch_size)
         print(f"plain graph DRAW: time to first step (construction + tracing + one step): "
               f"{time.perf_counter() - start:.1f} s")
-    if not args.no_recurrence:
-        timed["recurrence"] = recurrence.recurrence_train_step(tf, config, args.batch_size)
     for _ in range(args.warmup):
         for run in timed.values():
             run()
@@ -263,8 +262,7 @@ def benchmark(args):
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)
-    flops = {"model": flops_per_image(config), "other": flops_per_image(config), "graph": flops_per_image(config),
-             "recurrence": recurrence.recurrence_flops_per_image(config)}
+    flops = {name: flops_per_image(config) for name in ("model", "other", "graph")}
     print(f"FLOPs per image per training step: {flops['model'] / 1e6:.1f} MFLOP (matmuls, forward + backward)")
     roofline = lstm_rate * 1e9 / flops["model"]
     print(f"roofline: {roofline:.1f} images/s for a step doing nothing but its matmuls, at the LSTM-shaped rate")
@@ -287,8 +285,7 @@ def benchmark(args):
         median = statistics.median(rates)
         achieved = median * flops[name] / 1e9
         label = {"model": "training", "other": f"training with unroll={other_unroll}",
-                 "graph": "the plain TensorFlow graph DRAW (benchmarks/graph_baseline.py), training",
-                 "recurrence": "the recurrence alone (no filterbank, loss or optimizer), training"}[name]
+                 "graph": "the plain TensorFlow graph DRAW (benchmarks/graph_baseline.py), training"}[name]
         print(f"{label} images/s over {args.steps} steps: median {median:.1f}, min {rates[0]:.1f}, max {rates[-1]:.1f}")
         print(f"  seconds per step: median {args.batch_size / median:.3f}; achieved {achieved:.1f} GFLOP/s "
               f"({flops[name] / 1e6:.1f} MFLOP per image) = {achieved / square:.0%} of the 2048^3 matmul rate, "
@@ -300,9 +297,6 @@ def benchmark(args):
               f"{figures['images_per_s'] / figures['other_images_per_s']:.2f}")
     if "graph" in timed:
         print(f"model / plain graph DRAW, images/s: {figures['images_per_s'] / figures['graph_images_per_s']:.2f}")
-    if "recurrence" in timed:
-        ratio = figures["images_per_s"] / figures["recurrence_images_per_s"]
-        print(f"model / recurrence alone, images/s: {ratio:.2f}")
     for line in memory:
         print(line)
     return figures
