@@ -14,7 +14,8 @@ selects), and writes
                                                    is in index.json, per preset)
     results/DATASET-PRESET/metrics.csv             the per-epoch history of the run
     results/DATASET-PRESET/learning_curves.png     train, validation and test negative ELBO
-    results/DATASET-PRESET/summary.json            figures, command, hardware and wall time
+    results/DATASET-PRESET/summary.json            figures, command, hardware, and wall_time_hours: the
+                                                   sum of the epochs' times in metrics.csv
     results/DATASET-PRESET/checkpoint/, config.json  with --keep-checkpoint: the run's last checkpoint,
                                                    to go on training elsewhere
     results/DATASET-PRESET/recipe_changes.json     the run's changes of recipe (RUN/recipe_changes.json:
@@ -123,7 +124,6 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
         REFERENCE_KEY: reference,
         "paper_negative_elbo": paper_figure,
         "wall_time_hours": sum(seconds) / 3600,
-        "wall_time_note": wall_time_note(len(seconds), len(history)),
         "recipe_changes": recipe_changes,
         "hardware": hardware(),
     }
@@ -141,12 +141,6 @@ def publish(run_dir, manual_dir=None, data_dir=None, importance_samples=1000, im
     }
     write_json(index_path, index)
     return summary
-
-
-def wall_time_note(timed, epochs):
-    if timed == epochs:
-        return f"The sum of the {epochs} epochs' times recorded in metrics.csv."
-    return f"{timed} of {epochs} epochs timed (the others ran before timing was recorded)."
 
 
 def command_line(options):
