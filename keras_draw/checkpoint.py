@@ -148,7 +148,7 @@ def _check_state(state):
         raise TypeError("'history' must hold one object per epoch, each with its 'epoch'")
     if not isinstance(state.get("average", ""), (str, type(None))):  # optional: runs that average
         raise TypeError(f"'average' must be str, found {type(state['average']).__name__}")
-    schedule = state.get("schedule")  # optional: the rate the cuts start from, and the epoch (since 2026-12)
+    schedule = state.get("schedule")  # optional, absent from older checkpoints: the cuts' starting rate and epoch
     if "schedule" in state and not (isinstance(schedule, dict) and isinstance(schedule.get("learning_rate"), float)
                                      and type(schedule.get("from_epoch")) is int and schedule["from_epoch"] >= 0):
         raise TypeError("'schedule' must hold a float 'learning_rate' and a non-negative int 'from_epoch'")

@@ -86,8 +86,8 @@ class DrawClassifier(keras.Model):
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=("accuracy",),
                 jit_compile=True, **kwargs):
         """`keras.Model.compile`, by default with the cross-entropy of the true class, accuracy, and
-        XLA over the whole step, on a CPU too (Keras's "auto" leaves XLA off there): it trained
-        2.8x as fast as without on our CPU (docs/speed.md)."""
+        XLA over the whole step, on a CPU too (Keras's "auto" leaves XLA off there): it trains
+        more than twice as fast as without (docs/speed.md)."""
         super().compile(optimizer=optimizer, loss=loss, metrics=list(metrics or []), jit_compile=jit_compile,
                         **kwargs)
         # Keras makes the metrics' variables when it first traces a step; made now, a resumed run can
@@ -117,8 +117,8 @@ class DrawClassifier(keras.Model):
         `keras_draw.layers.attention_window.WINDOW_PARAMETERS`), `glimpse` (batch, T, N, N, C),
         `h` the LSTM's state after the step (batch, T, units).
 
-        The T steps are unrolled: under XLA that trained 2.6x as fast as a `tf.while_loop` on
-        our CPU (docs/speed.md), and tracing T = 8 steps is quick.
+        The T steps are unrolled: under XLA that trains more than twice as fast as a `tf.while_loop`
+        (docs/speed.md), and tracing T = 8 steps is quick.
         """
         batch_size = ops.shape(x)[0]
         h = ops.broadcast_to(self.h_0, (batch_size, self.units))

@@ -7,8 +7,8 @@ but emit posteriors, canvases and windows, so this small scan keeps them apart.
 import tensorflow as tf
 
 # DRAW steps per compiled call when the loop is unrolled: two halve the XLA executions of a
-# pass and trained 5-6 % faster than one on our CPU; four and eight were no faster and took
-# longer to compile (docs/speed.md).
+# pass, which trains faster than one; four and eight were no faster and took longer to compile
+# (docs/speed.md has the measurements).
 STEPS_PER_CALL = 2
 
 

@@ -2,10 +2,9 @@
 
 With glibc's malloc, every XLA call of a training step on a CPU takes its large buffers from
 the kernel as fresh pages and gives them back afterwards: about 6,000 page faults per step at
-the `mnist` preset. TCMalloc keeps the freed memory for the next call. On our 2-core CPU that
-trained 1.10x as fast at the paper's sizes (234.9 against 213.5 images/s), and ran the whole of
-`python train.py` 1.09x as fast, with a peak no higher (docs/speed.md, `benchmarks/allocator.py`).
-The numbers computed are the same: only where buffers live changes.
+the `mnist` preset. TCMalloc keeps the freed memory for the next call, so training runs faster
+with a peak no higher (docs/speed.md has the measurements). The numbers computed are the same:
+only where buffers live changes.
 
 A library cannot switch allocators inside a running process, so `train.py` re-runs itself with
 TCMalloc preloaded (`LD_PRELOAD`) when the machine has it (`apt install libtcmalloc-minimal4` on

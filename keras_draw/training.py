@@ -38,9 +38,9 @@ def check_batch_size(options, images):
                          f"split. Received: batch_size={options.batch_size}")
 
 
-# fit's peak memory per image of a batch on a CPU, over what `training_bytes` counts of each step:
-# measured 2.75 MiB per image at the paper's sizes, against 1.59 MiB counted (the slope of the
-# peak resident set between batches of 50 and 450: `python benchmarks/memory.py`).
+# fit's peak memory per image of a batch on a CPU, over what `training_bytes` counts of each step
+# (what the backward pass keeps; the runtime's temporaries come on top): the ratio of the two as
+# `python benchmarks/memory.py` measures them (docs/speed.md has the figures).
 TRAINING_MEMORY_FACTOR = 1.7
 
 

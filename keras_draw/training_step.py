@@ -31,14 +31,14 @@ class TrainingStep:
         """`keras.Model.compile`, where `jit_compile` chooses how XLA compiles training:
 
         "auto" (default): the whole train step on a GPU; on a CPU the loop's step body alone,
-        which fuses its many small ops (faster than no XLA and than whole-step XLA on our 2-core
-        CPU; see docs/speed.md). True: the whole step. False: no XLA, and the fastest start.
+        which fuses its many small ops (on a CPU, faster than no XLA and than whole-step XLA; see
+        docs/speed.md). True: the whole step. False: no XLA, and the fastest start.
 
         `unroll` chooses between the T steps of `fit` and `evaluate` unrolled (True) and a
         `tf.while_loop` (False). "auto" (default) unrolls them where the step body alone is
-        compiled: each compiled call then runs two steps (`keras_draw.loop`), which trained
-        1.11x as fast as the while loop on our CPU (226.0 against 203.0 images/s at the
-        paper's sizes), for 2.4 s more before the first step.
+        compiled: each compiled call then runs two steps (`keras_draw.loop`) and skips the while
+        loop's gradient accumulators, faster than the while loop for a few seconds more before
+        the first step (docs/speed.md).
         Without step-body XLA, unrolled tracing grows with T (minutes at T = 64).
         """
         if unroll not in (True, False, "auto"):

@@ -50,8 +50,8 @@ PICTURES = {
 
 # Memory per image of a drawing, per pixel of an image and step: the canvases in float32 (4 bytes
 # a channel) and the GIF's frames (RGB, upscaled 4 times: 48 bytes), with their copies while they
-# are made and quantized. Measured: 4.8 MiB per image at T = 64, 28x28x1 (the slope of the peak
-# resident set between 16 and 144 images: `python benchmarks/memory.py`).
+# are made and quantized (`python benchmarks/memory.py` measures it against this estimate;
+# docs/speed.md has the figures).
 DRAWING_BYTES_PER_PIXEL_STEP = 96
 
 
