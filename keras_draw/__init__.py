@@ -57,27 +57,48 @@ def _register_saved_classes():
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
-    """Registers the saved classes right after `import keras`, when keras_draw came first: finds
-    keras as the other finders would, and runs the registration once keras has loaded. (TensorFlow
-    imports keras, and looks for it first with `importlib.util.find_spec`.)"""
+    """Registers the saved classes once keras has loaded, when keras_draw came first. It watches
+    the imports of keras and of keras_draw's modules, found as the other finders would find them
+    (TensorFlow imports keras, and looks for it first with `importlib.util.find_spec`), and
+    registers after the first import to end with keras loaded and no keras_draw module still
+    executing: a keras_draw module that imports keras (`keras_draw.filterbank`, say) is a
+    dependency of the classes, which could not be imported before it has run to its end."""
 
     searching = False
+    keras_loaded = False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras" or self.searching:
+        watched = fullname == "keras" or fullname.startswith("keras_draw.")
+        if not watched or self.searching:
             return None
         self.searching = True  # the search below must not come back here
         try:
-            spec = importlib.util.find_spec("keras")
+            spec = importlib.util.find_spec(fullname)
         finally:
             self.searching = False
         if spec is not None and spec.loader is not None:
             spec.loader = _LoaderThenRegister(spec.loader, self)
         return spec
 
+    def imported(self, module):
+        """After `module` has run: registers if keras has loaded and no other keras_draw module is
+        still running."""
+        self.keras_loaded = self.keras_loaded or module.__name__ == "keras"
+        if not self.keras_loaded or self not in sys.meta_path or _running_modules(besides=module):
+            return
+        sys.meta_path.remove(self)
+        _register_saved_classes()
+
+
+def _running_modules(besides):
+    """The keras_draw modules whose code is still running (imports under way), but `besides`."""
+    return [name for name, module in list(sys.modules.items())
+            if name.startswith("keras_draw.") and module is not besides
+            and getattr(getattr(module, "__spec__", None), "_initializing", False)]
+
 
 class _LoaderThenRegister(importlib.abc.Loader):
-    """keras's own loader, then `_register_saved_classes`, once."""
+    """A module's own loader, then `_RegisterAfterKeras.imported`."""
 
     def __init__(self, loader, finder):
         self.loader = loader
@@ -88,11 +109,9 @@ class _LoaderThenRegister(importlib.abc.Loader):
 
     def exec_module(self, module):
         self.loader.exec_module(module)
-        if self.finder in sys.meta_path:
-            sys.meta_path.remove(self.finder)
-        _register_saved_classes()
+        self.finder.imported(module)
 
-    def __getattr__(self, name):  # the rest (resource readers, ...) as keras's loader has them
+    def __getattr__(self, name):  # the rest (resource readers, ...) as the module's loader has them
         return getattr(self.loader, name)
 
 

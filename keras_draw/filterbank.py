@@ -7,9 +7,6 @@ A 0-based pixel index p maps to the paper's coordinate a = p + 1.
 
 from keras import ops
 
-# Guards the normalisation of eq. 25 when every filter weight underflows to zero.
-NORMALISER_EPSILON = 1e-8
-
 
 def grid_offsets(n):
     """Offsets (i − N/2 − 0.5) of eqs. 19-20 for i = 1..N, as floats: shape (N,)."""
@@ -32,17 +29,21 @@ def filter_centres(g, delta, n):
 
 
 def axis_filterbank(g, delta, sigma2, n, size):
-    """One axis of the filterbank, F[i, a] ∝ exp(−(a − μ^i)² / (2σ²)) (eq. 25 or 26).
+    """One axis of the filterbank, F[i, a] = exp(−(a − μ^i)² / (2σ²)) / Z (eq. 25 or 26).
+
+    The normalisation is a softmax over the pixels a: the same values, computed with the largest
+    exponent subtracted first, so that no row underflows to zero. A window far off the image still
+    reads its nearest pixels, and h passes a gradient back to it; with exp then divide, a row
+    whose every weight underflowed read zeros and passed none, and a classifier whose windows had
+    strayed off the image stopped learning (docs/paper.md).
 
     Returns:
-        (batch, N, size) filters whose rows sum to 1 (up to the epsilon guard).
+        (batch, N, size) filters whose rows sum to 1.
     """
     mu = filter_centres(g, delta, n)  # (batch, N)
     a = ops.arange(1, size + 1, dtype="float32")  # 1-based pixel coordinates, (size,)
     distance2 = ops.square(a[None, None, :] - mu[:, :, None])  # (batch, N, size)
-    f = ops.exp(-distance2 / (2.0 * sigma2[:, None, None]))  # eq. 25: (a − μ)² / (2σ²), docs/paper.md pitfall 2
-    z = ops.sum(f, axis=-1, keepdims=True)  # normaliser Z of eq. 25, (batch, N, 1)
-    return f * (1.0 / ops.maximum(z, NORMALISER_EPSILON))  # epsilon guard: a deviation from the paper
+    return ops.softmax(-distance2 / (2.0 * sigma2[:, None, None]), axis=-1)  # eq. 25: exp(−(a − μ)² / (2σ²)) / Z, pitfall 2
 
 
 def filterbank(g_x, g_y, delta, sigma2, n, image_height, image_width):

@@ -54,11 +54,22 @@ def test_filter_mass_centres_lie_on_the_grid():
         np.testing.assert_allclose(centres, g + np.array([-3.0, -1.0, 1.0, 3.0]), atol=1e-4)
 
 
-def test_underflowing_filters_stay_finite():
-    # σ² tiny and the window off the image: every weight underflows; the epsilon guard keeps
-    # the rows finite (zero) instead of 0/0.
-    g_x, g_y, delta, sigma2 = as_batch(-50.0, -50.0, 1.0, 1e-6)
+def test_a_window_off_the_image_reads_its_nearest_pixels_and_passes_a_gradient():
+    # σ² tiny and the window far off the image: exp then divide would underflow to 0/0; eq. 25's
+    # rows still sum to 1, all their mass on the pixel nearest each centre (a = 1 here).
+    g_x, g_y, delta, sigma2 = as_batch(-50.0, -50.0, 1.0, 1e-4)
     f_x, f_y = filterbank(g_x, g_y, delta, sigma2, 2, image_height=5, image_width=5)
-    assert np.all(np.isfinite(f_x)) and np.all(np.isfinite(f_y))
-    np.testing.assert_array_equal(f_x, 0.0)  # zero rows: the window reads and writes nothing
-    np.testing.assert_array_equal(f_y, 0.0)
+    expected = np.zeros((1, 2, 5))
+    expected[:, :, 0] = 1.0
+    np.testing.assert_allclose(f_x, expected, atol=1e-6)
+    np.testing.assert_allclose(f_y, expected, atol=1e-6)
+    # Moderately off the image (centre 3 pixels left of pixel 1, σ² = 4), the gradient of the read
+    # of a ramp image with respect to the centre is finite and pulls the window onto the image.
+    import tensorflow as tf
+
+    g = tf.Variable([-2.0])
+    with tf.GradientTape() as tape:
+        f = axis_filterbank(g, tf.constant([1.0]), tf.constant([4.0]), 1, 5)
+        read = tf.reduce_sum(f * tf.range(1.0, 6.0))
+    gradient = float(tape.gradient(read, g)[0])
+    assert np.isfinite(gradient) and gradient > 0.0

@@ -56,3 +56,14 @@ def test_every_saved_class_is_registered_once_keras_is_imported():
     registered = run_python(code)
     assert registered == dict.fromkeys(["Draw", "DrawClassifier", "AttentionWindow", "AttentiveRead", "AttentiveWrite",
                                         "GaussianLatent", "Read", "Write"], True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["keras_draw.filterbank", "keras_draw.layers.attention_window", "keras_draw.losses"])
+def test_a_module_that_the_saved_classes_import_can_be_imported_first(first):
+    # Such a module imports keras, whose loading registers the classes, which import the module
+    # itself: the registration waits until it has run to its end.
+    code = (f"import json, {first}, keras; "
+            "print(json.dumps([keras.saving.get_registered_object('keras_draw>' + n) is not None "
+            "for n in ('Draw', 'DrawClassifier', 'AttentiveRead')]))")
+    assert run_python(code) == [True, True, True]
