@@ -125,7 +125,9 @@ def parse_args(argv):
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
     common.add_argument("--rows", action="store_true", help='REST row format ("instances"), not columnar ("inputs")')
     common.add_argument("--seed", type=int, default=0, help="row i uses the seed SEED + i (default: %(default)s)")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # Flags taken whole (console.ArgumentParser): `--model` names a .keras file in the other commands and
+    # must not pass for --model-name here.
+    parser = console.ArgumentParser(prog="client.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("generate", "a grid of generated images"),
                             ("draw", "every step of generation, a row per image, write boxes in red")):

@@ -14,7 +14,6 @@ exits with status 1 and one line, after removing what it had written: a version 
 not at all, also when the export is interrupted (Ctrl-C: status 130; SIGTERM: 143).
 """
 
-import argparse
 import os
 import signal
 import sys
@@ -29,12 +28,14 @@ def _terminate(signum, frame):
 
 
 def parse_args(argv):
-    from keras_draw.presets import PRESETS
+    from keras_draw import console
+    from keras_draw.presets import CLASSIFIER_PRESETS, PRESETS
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = console.ArgumentParser(prog="export.py", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a model saved by train.py (.keras)")
-    source.add_argument("--preset", help=f"a keras_draw preset, with --weights: {', '.join(PRESETS)}")
+    source.add_argument("--preset", choices=[*PRESETS, *CLASSIFIER_PRESETS],
+                        help="instead of --model: a Draw or DrawClassifier preset, with --weights")
     parser.add_argument("--weights", default=None,
                         help="with --preset: shipped weights by dataset name (e.g. binarized_mnist) or a .weights.h5 file")
     parser.add_argument("--model-base-path", required=True,

@@ -6,11 +6,16 @@ model a .keras file holds, so the archive is checked first: a zip, with a config
 a keras_draw Draw.
 """
 
+import argparse
 import json
 import os
 import zipfile
 
 from keras_draw.files import check_readable, file_exists
+
+# Why the generator's commands (evaluate, visualize) take no DrawClassifier, said where they refuse one.
+CLASSIFIER_REFUSAL = ("and a classifier has no ELBO to evaluate and draws nothing: train.py writes its test error "
+                      "(test_metrics.json) and glimpses (glimpses.png, glimpses.gif) into its run folder")
 
 
 def check_model_file(path, classes=("Draw",)):
@@ -35,6 +40,8 @@ def check_model_file(path, classes=("Draw",)):
         raise ValueError(f"{path!r} is not a Keras model: no readable config.json ({type(err).__name__}: {err})") from None
     config = config if isinstance(config, dict) else {}
     module, class_name = str(config.get("module")), str(config.get("class_name"))
+    if class_name == "DrawClassifier" and module.startswith("keras_draw") and class_name not in classes:
+        raise ValueError(f"{path!r} holds a DrawClassifier, {CLASSIFIER_REFUSAL}.")
     if class_name not in classes or not module.startswith("keras_draw"):
         raise ValueError(f"{path!r} holds a Keras {class_name} (module {module}), not a keras_draw {' or '.join(classes)}")
 
@@ -75,7 +82,8 @@ def check_model_flags(model=None, preset=None, weights=None):
         return
     from keras_draw import pretrained, presets
 
-    presets.get(preset)
+    if presets.model_class_name(preset) != "Draw":  # an unknown name fails here too
+        raise ValueError(f"{preset!r} is a DrawClassifier preset, {CLASSIFIER_REFUSAL}. Received: --preset={preset!r}")
     pretrained.weights_path(preset, weights)  # an unknown name or a missing file fails here
 
 
@@ -109,13 +117,24 @@ def preset_model_name(preset, weights):
     return f"{preset}-{stem}"
 
 
+def generator_preset(name):
+    """--preset's type: the name as given, except a DrawClassifier preset's, refused saying why
+    (argparse's "invalid choice" would not)."""
+    from keras_draw import presets
+
+    if name in presets.CLASSIFIER_PRESETS:
+        raise argparse.ArgumentTypeError(f"{name!r} is a DrawClassifier preset, {CLASSIFIER_REFUSAL}")
+    return name
+
+
 def add_model_flags(parser):
-    """--model, or --preset with --weights: the model a command takes (`model_from_flags`)."""
+    """--model, or --preset with --weights: the Draw a command takes (`model_from_flags`)."""
     from keras_draw import presets
 
     parser.add_argument("--model", default=None, help="a model train.py saved, e.g. runs/mnist/model.keras")
-    parser.add_argument("--preset", default=None, choices=list(presets.PRESETS),
-                        help="instead of --model: a preset, with --weights")
+    parser.add_argument("--preset", default=None, type=generator_preset, choices=list(presets.PRESETS),
+                        help="instead of --model: a preset, with --weights (DRAW's generator; the classifier presets "
+                             f"{' and '.join(presets.CLASSIFIER_PRESETS)} have no ELBO and draw nothing)")
     parser.add_argument("--weights", default=None,
                         help="with --preset: a dataset whose weights ship with keras_draw (e.g. binarized_mnist "
                              "for the mnist preset), or a .weights.h5 file")

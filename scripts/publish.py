@@ -31,7 +31,10 @@ import platform
 import shutil
 import sys
 
-from keras_draw import console
+# This checkout's keras_draw, installed or not: the tool writes into this repository's package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_draw import console  # noqa: E402
 
 if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start-up lines
     console.start_tensorflow()

@@ -294,6 +294,20 @@ def test_command_line_refuses_flags_no_user_can_mean_before_any_request(tmp_path
     assert not (tmp_path / "g.png").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["generate", "--model", "draw"], "unrecognized arguments: --model draw"),  # a .keras file elsewhere
+    (["generate", "--out", "g.png"], "unrecognized arguments: --out g.png"),  # now --output
+    (["generate", "--count", "4"], "unrecognized arguments: --count 4"),  # now --num-images
+])
+def test_flags_are_taken_whole_so_another_commands_flag_is_never_read_as_one_of_its_own(tmp_path, capsys, flags,
+                                                                                      message):
+    with pytest.raises(SystemExit) as exit_info:
+        draw_client.main([*flags, "--output", str(tmp_path / "g.png"), "--url", f"http://127.0.0.1:{closed_port()}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("client.py: error: ") and message in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "g.png").exists()
+
+
 def test_command_line_refuses_an_out_path_it_cannot_write_before_the_request(tmp_path, capsys):
     for out in (tmp_path / "missing" / "g.png", tmp_path):
         assert draw_client.main(["generate", "--output", str(out), "--url", f"http://127.0.0.1:{closed_port()}"]) == 2

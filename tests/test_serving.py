@@ -553,13 +553,26 @@ def test_export_command_line_rejects_bad_input_in_one_line(exported, tmp_path, c
         (["--preset", "tiny"], "--preset needs --weights"),
         (["--model", model_file, "--max-batch", "0"], "--max-batch must be a positive integer"),
         (["--preset", "tiny", "--weights", "svhn"], "No shipped weights for preset 'tiny'"),
-        (["--preset", "huge", "--weights", "binarized_mnist"], "Unknown preset: 'huge'"),
         (["--model", model_file, "--weights", "binarized_mnist"], "--weights goes with --preset"),
     ]:
         assert export_cli.main([*argv, "--model-base-path", model_base_path]) == 2
         err = capsys.readouterr().err
         assert err.startswith("export.py: error: ") and message in err and err.count("\n") == 1, err
     assert sorted(os.listdir(model_base_path)) == ["1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "huge", "--weights", "binarized_mnist"], "argument --preset: invalid choice: 'huge' (choose from "
+                                                           "'mnist', 'mnist_no_attention', "),
+    (["--preset", "tiny", "--weights", "w.weights.h5", "--model", "m.keras"], "not allowed with argument"),
+    (["--model", "m.keras", "--model-base", "draw"], "unrecognized arguments: --model-base draw"),  # taken whole
+])
+def test_export_command_line_refuses_flags_it_does_not_take_in_one_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.main([*argv, "--model-base-path", str(tmp_path / "draw")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("export.py: error: ") and message in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "draw").exists()
 
 
 def test_export_command_line_names_what_is_wrong_with_a_model_file(exported, tmp_path, capsys):

@@ -377,6 +377,33 @@ def test_the_commands_name_what_is_wrong_with_a_model_file(tmp_path, capsys):
             assert err.startswith(f"{program}: error: ") and message in err and err.count("\n") == 1, err
 
 
+def test_the_commands_refuse_a_classifier_saying_why_and_write_nothing(tmp_path, monkeypatch, capsys):
+    from keras_draw import DrawClassifier, evaluate
+    from keras_draw.model_file import model_from_flags
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "cluttered_mnist"
+    run.mkdir(parents=True)
+    DrawClassifier.from_preset("tiny_classifier", seed=0).save(run / "model.keras")
+    DrawClassifier.from_preset("tiny_classifier", seed=0).save_weights(tmp_path / "c.weights.h5")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    why = "a classifier has no ELBO to evaluate and draws nothing: train.py writes its test error (test_metrics.json)"
+    for program, command in (("visualize", main), ("evaluate", evaluate.main)):
+        assert command(["--model", str(run / "model.keras"), "--dataset", "cluttered_mnist"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{program}: error: ") and "model.keras' holds a DrawClassifier, and " + why in err, err
+        assert err.count("\n") == 1
+        for preset in ("tiny_classifier", "cluttered_mnist"):
+            with pytest.raises(SystemExit) as exit_info:  # argparse: the --preset choices are the generator's
+                command(["--preset", preset, "--weights", "c.weights.h5"])
+            err = capsys.readouterr().err
+            assert exit_info.value.code == 2 and f"argument --preset: '{preset}' is a DrawClassifier preset, and " + why in err
+            assert err.count("\n") == 1
+    with pytest.raises(ValueError, match="'tiny_classifier' is a DrawClassifier preset, and a classifier has no ELBO"):
+        model_from_flags(preset="tiny_classifier", weights="c.weights.h5")  # the functions the commands run
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_an_output_dir_that_is_a_file_exits_2_and_leaves_it_alone(tmp_path, capsys):
     a_file = tmp_path / "pictures"
     a_file.write_text("keep me")
