@@ -83,9 +83,7 @@ def write_pictures(model, out_dir, images=None, seed=0, num_images=16, strip_ima
     check_num_images(model, num_images)  # before anything is written
     check_count("strip_images", strip_images), check_count("strip_steps", strip_steps)
     if images is not None:
-        images = check_image_array(model.image_shape, images)  # in [0, 1], or ValueError
-        if len(images) == 0:
-            raise ValueError(f"`images` must hold at least one image to reconstruct. Received: shape={images.shape}")
+        images = check_image_array(model.image_shape, images)  # at least one, in [0, 1], or ValueError
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, file) for name, file in PICTURES.items()}
     save_grid(paths["samples"], model.generate(64, seed=seed))

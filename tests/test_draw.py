@@ -324,6 +324,28 @@ def test_images_outside_zero_one_are_refused_where_xla_compiles_the_whole_step()
     assert model.predict(binary_images(4), batch_size=4, verbose=0).shape == (4, 28, 28, 1)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_an_empty_batch_is_refused_in_one_line_everywhere(jit_compile):
+    """Zero images are refused as generate(0) is: Keras's LSTM cell fails on an empty batch
+    ("Biases must be 1D") and keras.Model.predict on no data with an UnboundLocalError."""
+    model = small()
+    model.compile(jit_compile=jit_compile, optimizer="adam")
+    no_images, no_noise = np.zeros((0, 28, 28, 1), np.float32), np.zeros((0, 3, 4), np.float32)
+    for run in (lambda: model.reconstruct(no_images), lambda: model.reconstruct_sequence(no_images),
+                lambda: model(no_images), lambda: model.negative_elbo(no_images),
+                lambda: model.predict(no_images, verbose=0), lambda: model.fit(no_images, verbose=0),
+                lambda: model.evaluate(no_images, verbose=0)):
+        with pytest.raises(ValueError, match=r"`images` must hold at least one image\. Received: shape=\(0, 28, 28, 1\)"):
+            run()
+    for run in (lambda: model.decode(no_noise), lambda: model.infer(binary_images(2)[:0], no_noise)):
+        with pytest.raises(ValueError, match=r"`noise` must hold at least one image.s noise\. Received: shape=\(0, 3, 4\)"):
+            run()
+    # a batch size known only when the graph runs is not refused at trace time
+    traced = tf.function(lambda x: model.reconstruct(x, seed=1), input_signature=[tf.TensorSpec((None, 28, 28, 1))])
+    x = binary_images(2)
+    np.testing.assert_allclose(traced(x), model.reconstruct(x, seed=1), atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 4), (2, 3, 7), (2, 3)])
 def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
     model = small()  # T = 3, |z| = 4

@@ -71,6 +71,7 @@ def check_fits_in_memory(name, count, bytes_each, what, flag=False):
     if most is None or count <= most:
         return
     label, received = (f"--{name.replace('_', '-')}",) * 2 if flag else (f"`{name}`", name)
+    size = f"{bytes_each / 2**20:.2f} MiB" if bytes_each >= 2**20 / 100 else f"{bytes_each:,} bytes"
     raise ValueError(f"{label} must be at most {most:,} on this machine: {what} takes about "
-                     f"{bytes_each / 2**20:.2f} MiB, and {MEMORY_SHARE:.0%} of its memory is "
+                     f"{size}, and {MEMORY_SHARE:.0%} of its memory is "
                      f"{machine_memory() * MEMORY_SHARE / 2**30:.1f} GiB. Received: {received}={count!r}")
