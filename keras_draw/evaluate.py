@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_draw import datasets, losses
-from keras_draw.files import WriteError, write_json
+from keras_draw.files import WriteError, check_replaceable, write_json
 from keras_draw.layers.validation import check_fits_in_memory
 from keras_draw.model_file import (add_model_flags, check_model_flags, flags_of, load_model, model_from_flags,
                                    preset_model_name, shipped_dataset)
@@ -237,6 +237,7 @@ def check_output_file(path):
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise ValueError(f"Cannot write a file there. Received: --output={os.fspath(path)!r}")
+    check_replaceable(path)  # a FIFO or a device named by mistake
 
 
 def _batches(dataset, split, batch_size, data_dir, manual_dir, seed, max_images=None):

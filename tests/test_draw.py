@@ -573,3 +573,28 @@ def test_the_same_seed_builds_the_same_initial_weights_whatever_the_global_rando
         np.testing.assert_array_equal(a, b)
     other = weights(6)
     assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+
+
+@pytest.mark.parametrize("preset, overrides", [("tiny", {}), ("mnist", {}), ("mnist_no_attention", {}),
+                                               ("tiny", {"image_height": 20, "image_width": 31, "channels": 3})])
+def test_the_weight_count_checked_before_building_is_the_built_models(preset, overrides):
+    from keras_draw.draw import weight_count
+
+    model = Draw.from_preset(preset, **overrides)
+    sizes = {name: getattr(model, name) for name in ("image_height", "image_width", "channels", "encoder_units",
+                                                     "decoder_units", "latent_dim", "read_n", "write_n", "attention")}
+    assert weight_count(**sizes) == model.count_params()
+
+
+def test_sizes_whose_weights_exceed_memory_are_refused_before_any_is_made(monkeypatch):
+    from keras_draw.layers import validation
+
+    tiny = Draw.from_preset("tiny").count_params()  # 5,275
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 4 * tiny)  # room for the tiny preset's weights
+    assert Draw.from_preset("tiny").count_params() == tiny
+    with pytest.raises(ValueError, match=r"A model of these sizes has 5,303 weights .*more than 50% of this machine's "
+                                         r"memory.*Received: image_height=29, image_width=28, channels=1, encoder_units=16"):
+        Draw.from_preset("tiny", image_height=29)  # 28 more pixels of c_0
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"A model of these sizes has 1,000,000,0[0-9,]+ weights"):
+        Draw.from_preset("tiny", image_height=10**6, image_width=10**6)  # c_0 alone: 4 TB

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import re
 
 import keras
@@ -295,3 +296,15 @@ def test_ctrl_c_while_the_json_is_written_says_what_the_file_holds(existed, tmp_
     said = "is whole (the new result, or what it held before)" if existed else "holds the whole new result, or was not written"
     assert capsys.readouterr().err == f"evaluate: interrupted; {output} {said}.\n"
     assert (output.read_text() == '{"old": 1}') if existed else not output.exists()
+
+
+def test_an_output_that_is_a_fifo_is_refused_before_evaluating_and_left_as_it_is(tmp_path, monkeypatch, capsys):
+    import stat
+
+    Draw.from_preset("tiny").save(tmp_path / "model.keras")
+    os.mkfifo(tmp_path / "out.json")
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: pytest.fail("evaluated before the check"))
+    assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist", "--output", str(tmp_path / "out.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("evaluate: error: ") and "out.json is a FIFO, not a file to write" in error and error.count("\n") == 1
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "out.json").st_mode)

@@ -399,3 +399,14 @@ def test_an_output_dir_that_is_a_file_exits_2_and_leaves_it_alone(tmp_path, caps
     error = capsys.readouterr().err
     assert f"Received: --output-dir={str(a_file)!r}" in error and error.count("\n") == 1
     assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["pictures"]
+
+
+def test_write_pictures_writes_nothing_where_a_picture_is_a_fifo(tmp_path):
+    import stat
+
+    (tmp_path / "pictures").mkdir()
+    os.mkfifo(tmp_path / "pictures" / "drawing.gif")
+    with pytest.raises(ValueError, match="drawing.gif is a FIFO, not a file to write; it is left as it is"):
+        write_pictures(small(), tmp_path / "pictures", num_images=2)
+    assert os.listdir(tmp_path / "pictures") == ["drawing.gif"]  # samples.png, written first, was not either
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pictures" / "drawing.gif").st_mode)
