@@ -207,6 +207,7 @@ class Draw(TrainingStep, keras.Model):
         on the step body and the steps unrolled), for passes over many images.
         """
         epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        inputs.check_same_batch(x, epsilon)
         names = ["mu", "log_sigma", "z"]
         if return_sequence:
             names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
@@ -291,6 +292,7 @@ class Draw(TrainingStep, keras.Model):
         if epsilon is None:
             epsilon = self.sample_noise(ops.shape(x)[0])
         epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        inputs.check_same_batch(x, epsilon)
         jit_step, unroll = self.loop_settings() if compiled else (False, False)
         return self._negative_elbo(x, epsilon, jit_step=jit_step, unroll=unroll)
 

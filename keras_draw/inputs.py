@@ -68,6 +68,15 @@ def check_noise(epsilon, num_steps, latent_dim):
         return tf.identity(epsilon)
 
 
+def check_same_batch(x, epsilon):
+    """ValueError unless the images x and the noise ε have the same batch size, where both are known
+    before the graph runs (else TensorFlow's "Incompatible shapes" from inside a layer)."""
+    x_shape, noise_shape = tuple(getattr(x, "shape", ())), tuple(epsilon.shape)
+    images, noise = (x_shape or (None,))[0], (noise_shape or (None,))[0]
+    if images is not None and noise is not None and images != noise:
+        raise ValueError(f"Expected noise for each of the {images} images. Received: noise of shape {tuple(epsilon.shape)}")
+
+
 def check_mean_image(image_shape, mean_image):
     """The mean image (B, A, C) as a float32 array; ValueError, quoting the first bad value and
     where it lies, unless it has that shape and values in [0, 1]."""

@@ -356,6 +356,14 @@ def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
             run()
 
 
+def test_noise_for_another_number_of_images_is_refused_in_one_line():
+    model = small()
+    x, epsilon = binary_images(4), np.zeros((3, 3, 4), np.float32)
+    for run in (lambda: model.infer(x, epsilon), lambda: model.negative_elbo(x, epsilon)):
+        with pytest.raises(ValueError, match=r"^Expected noise for each of the 4 images\. Received: noise of shape \(3, 3, 4\)$"):
+            run()
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_noise_that_is_not_finite_is_refused(bad):
     model = small()
