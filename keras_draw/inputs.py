@@ -74,7 +74,8 @@ def check_same_batch(x, epsilon):
     x_shape, noise_shape = tuple(getattr(x, "shape", ())), tuple(epsilon.shape)
     images, noise = (x_shape or (None,))[0], (noise_shape or (None,))[0]
     if images is not None and noise is not None and images != noise:
-        raise ValueError(f"Expected noise for each of the {images} images. Received: noise of shape {tuple(epsilon.shape)}")
+        raise ValueError(f"Expected noise for each of the {images} images. "
+                         f"Received: noise of shape {noise_shape}")
 
 
 def check_mean_image(image_shape, mean_image):

@@ -335,10 +335,12 @@ def test_an_empty_batch_is_refused_in_one_line_everywhere(jit_compile):
                 lambda: model(no_images), lambda: model.negative_elbo(no_images),
                 lambda: model.predict(no_images, verbose=0), lambda: model.fit(no_images, verbose=0),
                 lambda: model.evaluate(no_images, verbose=0)):
-        with pytest.raises(ValueError, match=r"`images` must hold at least one image\. Received: shape=\(0, 28, 28, 1\)"):
+        with pytest.raises(ValueError, match=r"`images` must hold at least one image\. "
+                                             r"Received: shape=\(0, 28, 28, 1\)"):
             run()
     for run in (lambda: model.decode(no_noise), lambda: model.infer(binary_images(2)[:0], no_noise)):
-        with pytest.raises(ValueError, match=r"`noise` must hold at least one image.s noise\. Received: shape=\(0, 3, 4\)"):
+        with pytest.raises(ValueError, match=r"`noise` must hold at least one image.s noise\. "
+                                             r"Received: shape=\(0, 3, 4\)"):
             run()
     # a batch size known only when the graph runs is not refused at trace time
     traced = tf.function(lambda x: model.reconstruct(x, seed=1), input_signature=[tf.TensorSpec((None, 28, 28, 1))])
@@ -360,7 +362,8 @@ def test_noise_for_another_number_of_images_is_refused_in_one_line():
     model = small()
     x, epsilon = binary_images(4), np.zeros((3, 3, 4), np.float32)
     for run in (lambda: model.infer(x, epsilon), lambda: model.negative_elbo(x, epsilon)):
-        with pytest.raises(ValueError, match=r"^Expected noise for each of the 4 images\. Received: noise of shape \(3, 3, 4\)$"):
+        with pytest.raises(ValueError, match=r"^Expected noise for each of the 4 images\. "
+                                             r"Received: noise of shape \(3, 3, 4\)$"):
             run()
 
 
@@ -600,8 +603,9 @@ def test_sizes_whose_weights_exceed_memory_are_refused_before_any_is_made(monkey
     tiny = Draw.from_preset("tiny").count_params()  # 5,275
     monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 4 * tiny)  # room for the tiny preset's weights
     assert Draw.from_preset("tiny").count_params() == tiny
-    with pytest.raises(ValueError, match=r"A model of these sizes has 5,303 weights .*more than 50% of this machine's "
-                                         r"memory.*Received: image_height=29, image_width=28, channels=1, encoder_units=16"):
+    with pytest.raises(ValueError, match=r"A model of these sizes has 5,303 weights .*more than 50% of this "
+                                         r"machine's memory.*Received: image_height=29, image_width=28, channels=1, "
+                                         r"encoder_units=16"):
         Draw.from_preset("tiny", image_height=29)  # 28 more pixels of c_0
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"A model of these sizes has 1,000,000,0[0-9,]+ weights"):

@@ -153,7 +153,8 @@ def test_an_importance_batch_beyond_memory_is_refused_in_one_line_and_nothing_wr
                    str(2**20), "--max-images", "5"])
     error = capsys.readouterr().err
     assert status == 2 and error.count("\n") == 1
-    assert error.startswith("evaluate: error: --importance-batch-size must be at most 422,511 ") and "Received: --importance-batch-size=1048576" in error
+    assert error.startswith("evaluate: error: --importance-batch-size must be at most 422,511 ")
+    assert "Received: --importance-batch-size=1048576" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
 
@@ -293,7 +294,8 @@ def test_ctrl_c_while_the_json_is_written_says_what_the_file_holds(existed, tmp_
 
     monkeypatch.setattr(evaluate_module, "write_json", interrupted)
     assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist"]) == 130
-    said = "is whole (the new result, or what it held before)" if existed else "holds the whole new result, or was not written"
+    said = ("is whole (the new result, or what it held before)" if existed
+            else "holds the whole new result, or was not written")
     assert capsys.readouterr().err == f"evaluate: interrupted; {output} {said}.\n"
     assert (output.read_text() == '{"old": 1}') if existed else not output.exists()
 
@@ -304,7 +306,8 @@ def test_an_output_that_is_a_fifo_is_refused_before_evaluating_and_left_as_it_is
     Draw.from_preset("tiny").save(tmp_path / "model.keras")
     os.mkfifo(tmp_path / "out.json")
     monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: pytest.fail("evaluated before the check"))
-    assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist", "--output", str(tmp_path / "out.json")]) == 2
+    output = str(tmp_path / "out.json")
+    assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist", "--output", output]) == 2
     error = capsys.readouterr().err
     assert error.startswith("evaluate: error: ") and "out.json is a FIFO, not a file to write" in error and error.count("\n") == 1
     assert stat.S_ISFIFO(os.lstat(tmp_path / "out.json").st_mode)
