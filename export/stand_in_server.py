@@ -103,6 +103,10 @@ class _DeadlineReader(socket.SocketIO):
 class RestHandler(http.server.BaseHTTPRequestHandler):
     """TF Serving's REST predict and metadata endpoints over `self.server.servables`."""
 
+    # A request line without a version ("GARBAGE") is answered with a status line and headers,
+    # not as HTTP/0.9 (the body alone, which a client cannot tell from an answer).
+    default_request_version = "HTTP/1.0"
+
     def setup(self):
         super().setup()
         self.reader = _DeadlineReader(self.connection, time.monotonic() + self.server.timeout_seconds)
@@ -142,6 +146,12 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             return self._answer(404 if not self.path.startswith("/v1/") else 400,
                                 {"error": f"Malformed request: GET {self.path}"})
         self._respond(lambda: metadata(self.server.servables, match))
+
+    def send_error(self, code, message=None, explain=None):
+        """A request http.server cannot parse (a bad request line, headers too long): its status
+        with a JSON error, as every other answer, instead of http.server's HTML page."""
+        self.close_connection = True
+        self._answer(code, {"error": f"Malformed request: {message or self.responses.get(code, ('',))[0]}"})
 
     def _time_left_ms(self):
         return max(int((self.reader.deadline - time.monotonic()) * 1000), 1)

@@ -6,8 +6,8 @@ import keras
 import tensorflow as tf
 
 from keras_draw.images import image_grid
-from keras_draw.inputs import check_num_images
-from keras_draw.layers.validation import check_count
+from keras_draw.inputs import SMALLEST_GENERATION_BYTES, check_num_images
+from keras_draw.layers.validation import check_count, check_fits_in_memory
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -19,7 +19,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     Args:
         log_dir: the folder of the event files, e.g. RUN/logs/samples.
-        num_images: images in the grid.
+        num_images: images in the grid: refused here if no Draw could generate so many in
+            memory, and when training starts if the model cannot.
         seed: seed of the generated noise.
         name: the summary's tag.
     """
@@ -28,6 +29,8 @@ class SampleGrid(keras.callbacks.Callback):
         super().__init__()
         self.log_dir = log_dir
         self.num_images = check_count("num_images", num_images)
+        check_fits_in_memory("num_images", self.num_images, SMALLEST_GENERATION_BYTES, "a generated image (of "
+                             "the smallest Draw)")
         self.seed = seed
         self.name = name
         self._writer = None

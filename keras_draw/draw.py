@@ -21,7 +21,8 @@ from keras import ops
 
 from keras_draw import inputs, loop, losses, presets
 from keras_draw.layers import AttentiveRead, AttentiveWrite, GaussianLatent, Read, Write
-from keras_draw.layers.validation import check_clip_norm, check_grid_size, check_positive
+from keras_draw.layers.validation import (check_clip_norm, check_grid_size, check_positive,
+                                          check_weights_fit_in_memory)
 from keras_draw.training_step import TrainingStep
 
 
@@ -68,6 +69,9 @@ class Draw(TrainingStep, keras.Model):
         if attention:
             check_grid_size("read_n", read_n, image_height, image_width)
             check_grid_size("write_n", write_n, image_height, image_width)
+        sizes = dict(image_height=image_height, image_width=image_width, channels=channels,
+                     encoder_units=encoder_units, decoder_units=decoder_units, latent_dim=latent_dim)
+        check_weights_fit_in_memory(weight_count(**sizes, read_n=read_n, write_n=write_n, attention=attention), sizes)
         # === Layers ===
         # Under a mixed dtype policy the LSTMs compute in its compute dtype (bfloat16 or float16);
         # reading, writing, the latent's sampling, the canvas and the loss stay in float32. Under
@@ -203,6 +207,7 @@ class Draw(TrainingStep, keras.Model):
         on the step body and the steps unrolled), for passes over many images.
         """
         epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        inputs.check_same_batch(x, epsilon)
         names = ["mu", "log_sigma", "z"]
         if return_sequence:
             names += ["canvases", "read_window", "write_window"] if self.attention else ["canvases"]
@@ -287,6 +292,7 @@ class Draw(TrainingStep, keras.Model):
         if epsilon is None:
             epsilon = self.sample_noise(ops.shape(x)[0])
         epsilon = inputs.check_noise(epsilon, self.num_steps, self.latent_dim)
+        inputs.check_same_batch(x, epsilon)
         jit_step, unroll = self.loop_settings() if compiled else (False, False)
         return self._negative_elbo(x, epsilon, jit_step=jit_step, unroll=unroll)
 
@@ -334,6 +340,22 @@ class Draw(TrainingStep, keras.Model):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in _CONFIG})
         return config
+
+
+def weight_count(image_height, image_width, channels, encoder_units, decoder_units, latent_dim, read_n, write_n,
+                 attention):
+    """The number of weights of a `Draw` of these sizes, as `build` makes them (checked before it
+    does: an image of 10^6 x 10^6 pixels would otherwise allocate c_0's 4 TB)."""
+    pixels = image_height * image_width * channels
+    e, d, z = encoder_units, decoder_units, latent_dim
+    read_dim = 2 * read_n * read_n * channels if attention else 2 * pixels  # eq. 27 (or 17)
+    windows = 2 * 5 * (d + 1) if attention else 0  # eq. 21's W for the read and the write
+    write = (d + 1) * write_n * write_n * channels if attention else (d + 1) * pixels  # eq. 28 (or 18)
+    encoder = 4 * e * (read_dim + d + e + 1)  # eq. 5: kernel, recurrent kernel and bias of the four gates
+    decoder = 4 * d * (z + d + 1)  # eq. 7
+    latent = 2 * z * (e + 1)  # eqs. 1-2
+    initial = pixels + 2 * e + 2 * d  # c_0, h^enc_0, cell^enc_0, h^dec_0, cell^dec_0
+    return windows + write + encoder + decoder + latent + initial
 
 
 # The arguments of `Draw.__init__`, each stored under its own name.

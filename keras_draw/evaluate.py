@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_draw import datasets, losses
-from keras_draw.files import WriteError, write_json
+from keras_draw.files import WriteError, check_replaceable, write_json
 from keras_draw.layers.validation import check_fits_in_memory
 from keras_draw.model_file import (add_model_flags, check_model_flags, flags_of, load_model, model_from_flags,
                                    preset_model_name, shipped_dataset)
@@ -205,10 +205,14 @@ MAXIMA = {"importance_samples": 10**6, "batch_size": 2**16, "importance_batch_si
 
 def pass_bytes(model):
     """About the memory that one image (or (image, sample) pair) of an inference pass takes, in
-    bytes: in float32, its noise ε (drawn, moved time-major, checked), the μ, log σ and z of every
-    step, the image, the canvas and its sigmoid, and the LSTMs' states and gates."""
+    bytes, in float32: its noise ε, and the μ, log σ and z of every step (6 T·|z|); the tiled
+    image, x̂, the canvas, its sigmoid, the write's update and the likelihood's terms, each kept
+    by the compiled step (8 per pixel); the LSTMs' inputs, gates and states of the unrolled steps
+    (40 per unit). The counts per pixel and unit are the peak measured by
+    `python benchmarks/memory.py` (docs/evaluation.md), which the count of three images and six
+    states per unit fell short of by 2-3x."""
     t, z = model.num_steps, model.latent_dim
-    return 4 * (6 * t * z + 3 * math.prod(model.image_shape) + 6 * (model.encoder_units + model.decoder_units))
+    return 4 * (6 * t * z + 8 * math.prod(model.image_shape) + 40 * (model.encoder_units + model.decoder_units))
 
 
 def check_options(split="test", importance_samples=0, batch_size=100, max_images=None, importance_batch_size=1000):
@@ -233,6 +237,7 @@ def check_output_file(path):
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise ValueError(f"Cannot write a file there. Received: --output={os.fspath(path)!r}")
+    check_replaceable(path)  # a FIFO or a device named by mistake
 
 
 def _batches(dataset, split, batch_size, data_dir, manual_dir, seed, max_images=None):
@@ -320,7 +325,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    writing = False
+    kept = "nothing was written"  # what a Ctrl-C or SIGTERM leaves, in words
     try:
         check_options(args.split, args.importance_samples, args.batch_size, args.max_images, args.importance_batch_size)
         check_model_flags(args.model, args.preset, args.weights)
@@ -340,11 +345,11 @@ def main(argv=None):
         model = model_from_flags(args.model, args.preset, args.weights, compile=False)
         result = evaluate(model, dataset, args.split, args.importance_samples, args.batch_size, data_dir, manual_dir,
                           args.max_images, args.seed, args.importance_batch_size, verbose=args.verbose)
-        writing = True
+        kept = (f"{output} is whole (the new result, or what it held before)" if os.path.exists(output)
+                else f"{output} holds the whole new result, or was not written")
         write_json(output, result)
     except console.STOPS as stop:  # write_json writes whole or not at all
-        return console.stopped(PROGRAM, stop, f"{output} is whole (the new result, or what it held before)" if writing
-                               else "nothing was written")
+        return console.stopped(PROGRAM, stop, kept)
     except (ValueError, datasets.DatasetUnavailableError) as err:
         return console.fail(PROGRAM, err)
     except WriteError as err:  # a full disk: a failure of the run, not of its input

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 
@@ -46,6 +47,7 @@ def atomic_path(path):
     same folder removes it, while another process's write in progress is left alone.
     """
     path = os.fspath(path)
+    check_replaceable(path)
     parent = os.path.dirname(os.path.abspath(path))
     remove_abandoned_partials(parent)
     folder, lock = _locked_partial_folder(parent, path)
@@ -61,6 +63,21 @@ def atomic_path(path):
         shutil.rmtree(folder, ignore_errors=True)
         if lock is not None:
             os.close(lock)
+
+
+def check_replaceable(path):
+    """ValueError, naming what is there, if `path` exists as something other than a regular file or
+    a symbolic link: the rename of `atomic_path` would put a file in place of a FIFO, a device or a
+    socket that a user named as the output by mistake."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # absent, or not reachable: the write itself reports it
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = next((name for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                                             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                                             (stat.S_ISSOCK, "a socket")) if test(mode)), "not a regular file")
+        raise ValueError(f"{path} is {kind}, not a file to write; it is left as it is. Received: {path!r}")
 
 
 def _locked_partial_folder(parent, path):

@@ -16,10 +16,21 @@ RANGE_MESSAGE = "Images must hold values in [0, 1], without NaN (scale uint8 ima
 
 
 def check_shape(image_shape, x):
-    """ValueError unless x has the static shape (batch, *image_shape)."""
+    """ValueError unless x has the static shape (batch, *image_shape) with at least one image.
+
+    An empty batch is refused rather than mapped to an empty result: Keras's own LSTM cell fails
+    on it ("Biases must be 1D: [0, units]") and `keras.Model.predict` on no data raises an
+    UnboundLocalError, as `generate(0)` is refused. A batch size unknown until run time passes."""
     if tuple(x.shape[1:]) != tuple(image_shape):
         raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, image_shape))}). "
                          f"Received: shape={tuple(x.shape)}")
+    check_not_empty("images", "image", x.shape)
+
+
+def check_not_empty(name, item, shape):
+    """ValueError if the static batch size of `shape` is 0 (see `check_shape`)."""
+    if len(shape) and shape[0] == 0:
+        raise ValueError(f"`{name}` must hold at least one {item}. Received: shape={tuple(shape)}")
 
 
 def check_images(image_shape, data):
@@ -50,10 +61,21 @@ def check_noise(epsilon, num_steps, latent_dim):
     if len(shape) != 3 or any(s is not None and e is not None and s != e for s, e in zip(shape, expected)):
         raise ValueError(f"Expected noise of shape (batch, {num_steps}, {latent_dim}): T = "
                          f"{num_steps} steps of |z| = {latent_dim}. Received: shape={shape}")
+    check_not_empty("noise", "image's noise", shape)
     epsilon = ops.convert_to_tensor(epsilon, dtype="float32")
     finite = ops.all(ops.isfinite(epsilon))
     with tf.control_dependencies([tf.debugging.Assert(finite, ["Noise must be finite (no NaN or infinity)."])]):
         return tf.identity(epsilon)
+
+
+def check_same_batch(x, epsilon):
+    """ValueError unless the images x and the noise ε have the same batch size, where both are known
+    before the graph runs (else TensorFlow's "Incompatible shapes" from inside a layer)."""
+    x_shape, noise_shape = tuple(getattr(x, "shape", ())), tuple(epsilon.shape)
+    images, noise = (x_shape or (None,))[0], (noise_shape or (None,))[0]
+    if images is not None and noise is not None and images != noise:
+        raise ValueError(f"Expected noise for each of the {images} images. "
+                         f"Received: noise of shape {noise_shape}")
 
 
 def check_mean_image(image_shape, mean_image):
@@ -71,19 +93,27 @@ def check_mean_image(image_shape, mean_image):
 
 def check_num_images(model, num_images, return_sequence=False):
     """`num_images` for `model.generate` as a Python int: a positive integer of any integer type
-    whose generation fits in memory (`check_fits_in_memory`), else ValueError.
-
-    One image takes, in float32: its noise ε twice (drawn, then moved time-major), the canvas
-    and its sigmoid, the decoder's state and gates; with `return_sequence` its T canvases twice
-    (stacked, then moved batch-major) and windows.
-    """
+    whose generation fits in memory (`check_fits_in_memory`), else ValueError."""
     num_images = check_count("num_images", num_images)
-    t, pixels = model.num_steps, math.prod(model.image_shape)
-    floats = 2 * t * model.latent_dim + 2 * pixels + 6 * model.decoder_units
-    if return_sequence:
-        floats += 2 * t * (pixels + 5)
-    check_fits_in_memory("num_images", num_images, 4 * floats, "a generated image")
+    size = generation_bytes(model.num_steps, model.latent_dim, math.prod(model.image_shape), model.decoder_units,
+                            return_sequence)
+    check_fits_in_memory("num_images", num_images, size, "a generated image")
     return num_images
+
+
+def generation_bytes(num_steps, latent_dim, pixels, decoder_units, return_sequence=False):
+    """About the memory one generated image takes, in bytes: in float32, its noise ε twice (drawn,
+    then moved time-major), the canvas and its sigmoid, the decoder's state and gates; with
+    `return_sequence` its T canvases twice (stacked, then moved batch-major) and windows."""
+    floats = 2 * num_steps * latent_dim + 2 * pixels + 6 * decoder_units
+    if return_sequence:
+        floats += 2 * num_steps * (pixels + 5)
+    return 4 * floats
+
+
+# What the smallest Draw (one step, one latent, one pixel, one unit) takes per generated image:
+# a count beyond what fits at this size fits for no Draw, and can be refused before a model is known.
+SMALLEST_GENERATION_BYTES = generation_bytes(1, 1, 1, 1)
 
 
 @contextlib.contextmanager

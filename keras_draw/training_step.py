@@ -65,7 +65,13 @@ class TrainingStep:
         """`data`, with its images in [0, 1] checked outside the compiled step where XLA compiles
         the whole step (the default on a GPU), which drops the step's own assertion: an array at
         once, a tf.data pipeline as it yields (a map, which costs the step nothing). Other inputs
-        (generators, `PyDataset`s) pass unchecked; without whole-step XLA, the step checks them."""
+        (generators, `PyDataset`s) pass unchecked; without whole-step XLA, the step checks them.
+        An array's shape is checked in every case: Keras fails on an empty one with an
+        UnboundLocalError of its own."""
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        is_array = hasattr(images, "shape") and hasattr(images, "dtype") and not isinstance(images, tf.data.Dataset)
+        if is_array:
+            inputs.check_shape(self.image_shape, images)
         if not self.jit_compile or data is None:
             return data
         if isinstance(data, tf.data.Dataset):
@@ -73,8 +79,7 @@ class TrainingStep:
                 x = inputs.check_images(self.image_shape, batch[0])
                 return x if len(batch) == 1 else (x, *batch[1:])
             return data.map(check)
-        images = data[0] if isinstance(data, (tuple, list)) else data
-        if hasattr(images, "shape") and hasattr(images, "dtype"):  # an array or a tensor
+        if is_array:  # an array or a tensor
             inputs.check_images(self.image_shape, images)
         return data
 

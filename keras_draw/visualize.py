@@ -29,7 +29,7 @@ import numpy as np
 
 from keras_draw import animation, datasets
 from keras_draw.evaluate import SPLITS
-from keras_draw.files import WriteError
+from keras_draw.files import WriteError, check_replaceable
 from keras_draw.layers.validation import check_count, check_fits_in_memory
 from keras_draw.model_file import (add_model_flags, check_model_flags, load_model, model_from_flags, preset_model_name,
                                    shipped_dataset)
@@ -83,11 +83,12 @@ def write_pictures(model, out_dir, images=None, seed=0, num_images=16, strip_ima
     check_num_images(model, num_images)  # before anything is written
     check_count("strip_images", strip_images), check_count("strip_steps", strip_steps)
     if images is not None:
-        images = check_image_array(model.image_shape, images)  # in [0, 1], or ValueError
-        if len(images) == 0:
-            raise ValueError(f"`images` must hold at least one image to reconstruct. Received: shape={images.shape}")
-    os.makedirs(out_dir, exist_ok=True)
+        images = check_image_array(model.image_shape, images)  # at least one, in [0, 1], or ValueError
     paths = {name: os.path.join(out_dir, file) for name, file in PICTURES.items()}
+    written = ("samples", "drawing", "drawing_steps") if images is None else paths
+    for name in written:  # none written if one cannot be
+        check_replaceable(paths[name])
+    os.makedirs(out_dir, exist_ok=True)
     save_grid(paths["samples"], model.generate(64, seed=seed))
     sequence = model.generate_sequence(num_images, seed=seed)
     write_drawing(model, sequence, paths["drawing"], paths["drawing_steps"], strip_images, strip_steps)

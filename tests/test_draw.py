@@ -324,6 +324,30 @@ def test_images_outside_zero_one_are_refused_where_xla_compiles_the_whole_step()
     assert model.predict(binary_images(4), batch_size=4, verbose=0).shape == (4, 28, 28, 1)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_an_empty_batch_is_refused_in_one_line_everywhere(jit_compile):
+    """Zero images are refused as generate(0) is: Keras's LSTM cell fails on an empty batch
+    ("Biases must be 1D") and keras.Model.predict on no data with an UnboundLocalError."""
+    model = small()
+    model.compile(jit_compile=jit_compile, optimizer="adam")
+    no_images, no_noise = np.zeros((0, 28, 28, 1), np.float32), np.zeros((0, 3, 4), np.float32)
+    for run in (lambda: model.reconstruct(no_images), lambda: model.reconstruct_sequence(no_images),
+                lambda: model(no_images), lambda: model.negative_elbo(no_images),
+                lambda: model.predict(no_images, verbose=0), lambda: model.fit(no_images, verbose=0),
+                lambda: model.evaluate(no_images, verbose=0)):
+        with pytest.raises(ValueError, match=r"`images` must hold at least one image\. "
+                                             r"Received: shape=\(0, 28, 28, 1\)"):
+            run()
+    for run in (lambda: model.decode(no_noise), lambda: model.infer(binary_images(2)[:0], no_noise)):
+        with pytest.raises(ValueError, match=r"`noise` must hold at least one image.s noise\. "
+                                             r"Received: shape=\(0, 3, 4\)"):
+            run()
+    # a batch size known only when the graph runs is not refused at trace time
+    traced = tf.function(lambda x: model.reconstruct(x, seed=1), input_signature=[tf.TensorSpec((None, 28, 28, 1))])
+    x = binary_images(2)
+    np.testing.assert_allclose(traced(x), model.reconstruct(x, seed=1), atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 4), (2, 3, 7), (2, 3)])
 def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
     model = small()  # T = 3, |z| = 4
@@ -331,6 +355,15 @@ def test_noise_of_another_number_of_steps_or_size_is_refused(shape):
     for run in (lambda: model.decode(epsilon), lambda: model.infer(binary_images(2), epsilon),
                 lambda: model.negative_elbo(binary_images(2), epsilon)):
         with pytest.raises(ValueError, match=rf"Expected noise of shape \(batch, 3, 4\).*shape={re.escape(str(shape))}"):
+            run()
+
+
+def test_noise_for_another_number_of_images_is_refused_in_one_line():
+    model = small()
+    x, epsilon = binary_images(4), np.zeros((3, 3, 4), np.float32)
+    for run in (lambda: model.infer(x, epsilon), lambda: model.negative_elbo(x, epsilon)):
+        with pytest.raises(ValueError, match=r"^Expected noise for each of the 4 images\. "
+                                             r"Received: noise of shape \(3, 3, 4\)$"):
             run()
 
 
@@ -551,3 +584,29 @@ def test_the_same_seed_builds_the_same_initial_weights_whatever_the_global_rando
         np.testing.assert_array_equal(a, b)
     other = weights(6)
     assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+
+
+@pytest.mark.parametrize("preset, overrides", [("tiny", {}), ("mnist", {}), ("mnist_no_attention", {}),
+                                               ("tiny", {"image_height": 20, "image_width": 31, "channels": 3})])
+def test_the_weight_count_checked_before_building_is_the_built_models(preset, overrides):
+    from keras_draw.draw import weight_count
+
+    model = Draw.from_preset(preset, **overrides)
+    sizes = {name: getattr(model, name) for name in ("image_height", "image_width", "channels", "encoder_units",
+                                                     "decoder_units", "latent_dim", "read_n", "write_n", "attention")}
+    assert weight_count(**sizes) == model.count_params()
+
+
+def test_sizes_whose_weights_exceed_memory_are_refused_before_any_is_made(monkeypatch):
+    from keras_draw.layers import validation
+
+    tiny = Draw.from_preset("tiny").count_params()  # 5,275
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 4 * tiny)  # room for the tiny preset's weights
+    assert Draw.from_preset("tiny").count_params() == tiny
+    with pytest.raises(ValueError, match=r"A model of these sizes has 5,303 weights .*more than 50% of this "
+                                         r"machine's memory.*Received: image_height=29, image_width=28, channels=1, "
+                                         r"encoder_units=16"):
+        Draw.from_preset("tiny", image_height=29)  # 28 more pixels of c_0
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"A model of these sizes has 1,000,000,0[0-9,]+ weights"):
+        Draw.from_preset("tiny", image_height=10**6, image_width=10**6)  # c_0 alone: 4 TB

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import re
 
 import keras
@@ -131,12 +132,30 @@ def test_passes_beyond_memory_are_refused_before_any_data_is_read(monkeypatch):
     from keras_draw.layers import validation
 
     model = Draw.from_preset("tiny")  # T = 3, |z| = 4, 28x28x1, 16 units each
-    assert evaluate_module.pass_bytes(model) == 4 * (6 * 3 * 4 + 3 * 784 + 6 * 32)
+    assert evaluate_module.pass_bytes(model) == 4 * (6 * 3 * 4 + 8 * 784 + 40 * 32)
     monkeypatch.setattr(validation, "machine_memory", lambda: 2 * 1000 * evaluate_module.pass_bytes(model))
     monkeypatch.setattr(evaluate_module.datasets, "load", lambda *a, **k: pytest.fail("data read before the check"))
     for flag in ("batch_size", "importance_batch_size"):
         with pytest.raises(ValueError, match=rf"--{flag.replace('_', '-')} must be at most 1,000 on this machine"):
             evaluate(model, "mnist", **{flag: 1001})
+
+
+def test_an_importance_batch_beyond_memory_is_refused_in_one_line_and_nothing_written(tmp_path, monkeypatch, capsys):
+    """2**20 pairs of the tiny preset's pass on a 24 GiB machine: at the 24 KiB per pair that
+    `python benchmarks/memory.py --preset tiny` measures, 24 GiB, twice the half of memory a size may
+    take; an estimate of 10 KiB per pair (three images per pair, six floats per unit) let it run."""
+    from keras_draw.layers import validation
+
+    monkeypatch.setattr(validation, "machine_memory", lambda: 24 * 2**30)
+    Draw.from_preset("tiny").save(tmp_path / "model.keras")
+    monkeypatch.setattr(evaluate_module.datasets, "load", lambda *a, **k: pytest.fail("data read before the check"))
+    status = main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist", "--importance-batch-size",
+                   str(2**20), "--max-images", "5"])
+    error = capsys.readouterr().err
+    assert status == 2 and error.count("\n") == 1
+    assert error.startswith("evaluate: error: --importance-batch-size must be at most 422,511 ")
+    assert "Received: --importance-batch-size=1048576" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
 
 def test_counts_of_any_integer_type_are_taken(trained_model):
@@ -260,3 +279,35 @@ def test_ctrl_c_or_sigterm_while_evaluating_prints_one_line_and_writes_nothing(s
         pytest.fail("the stop escaped main")
     assert capsys.readouterr().err == f"evaluate: {said}; nothing was written.\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_ctrl_c_while_the_json_is_written_says_what_the_file_holds(existed, tmp_path, monkeypatch, capsys):
+    Draw.from_preset("tiny").save(tmp_path / "model.keras")
+    output = tmp_path / "evaluation_mnist_test.json"
+    if existed:
+        output.write_text('{"old": 1}')
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *args, **kwargs: {"new": 1})
+
+    def interrupted(path, value):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(evaluate_module, "write_json", interrupted)
+    assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist"]) == 130
+    said = ("is whole (the new result, or what it held before)" if existed
+            else "holds the whole new result, or was not written")
+    assert capsys.readouterr().err == f"evaluate: interrupted; {output} {said}.\n"
+    assert (output.read_text() == '{"old": 1}') if existed else not output.exists()
+
+
+def test_an_output_that_is_a_fifo_is_refused_before_evaluating_and_left_as_it_is(tmp_path, monkeypatch, capsys):
+    import stat
+
+    Draw.from_preset("tiny").save(tmp_path / "model.keras")
+    os.mkfifo(tmp_path / "out.json")
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: pytest.fail("evaluated before the check"))
+    output = str(tmp_path / "out.json")
+    assert main(["--model", str(tmp_path / "model.keras"), "--dataset", "mnist", "--output", output]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("evaluate: error: ") and "out.json is a FIFO, not a file to write" in error and error.count("\n") == 1
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "out.json").st_mode)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,25 @@ def test_a_folder_lock_taken_by_a_run_that_stops_having_written_nothing_leaves_n
             (tmp_path / "existing" / "config.json").write_text("{}")
             raise ValueError("stopped after writing")
     assert sorted(p.name for p in (tmp_path / "existing").iterdir()) == [".lock", "config.json"]
+
+
+@pytest.mark.parametrize("make, kind", [(os.mkfifo, "a FIFO"), (os.mkdir, "a folder"),
+                                        (lambda p: os.mknod(p, 0o600 | stat.S_IFCHR, os.makedev(1, 3)),
+                                         "a character device")])
+def test_a_write_refuses_to_put_a_file_in_place_of_a_fifo_a_folder_or_a_device(make, kind, tmp_path):
+    path = tmp_path / "out.json"
+    try:
+        make(path)
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    with pytest.raises(ValueError, match=rf"out.json is {kind}, not a file to write; it is left as it is"):
+        files.write_json(path, {"a": 1})
+    mode = os.lstat(path).st_mode
+    assert {"a FIFO": stat.S_ISFIFO, "a folder": stat.S_ISDIR, "a character device": stat.S_ISCHR}[kind](mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no partial folder either
+
+
+def test_a_write_replaces_a_regular_file(tmp_path):
+    (tmp_path / "old.json").write_text("{}")
+    files.write_json(tmp_path / "old.json", {"a": 1})
+    assert files.read_json(tmp_path / "old.json") == {"a": 1}

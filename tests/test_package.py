@@ -67,3 +67,27 @@ def test_a_module_that_the_saved_classes_import_can_be_imported_first(first):
             "print(json.dumps([keras.saving.get_registered_object('keras_draw>' + n) is not None "
             "for n in ('Draw', 'DrawClassifier', 'AttentiveRead')]))")
     assert run_python(code) == [True, True, True]
+
+
+# The modules run as commands (`python -m keras_draw.NAME`).
+COMMANDS = sorted(f"keras_draw.{path.stem}" for path in (ROOT / "keras_draw").glob("*.py")
+                  if 'if __name__ == "__main__":' in path.read_text())
+
+
+@pytest.mark.slow
+def test_importing_the_package_imports_no_command_even_after_keras():
+    """runpy warns ("found in sys.modules after import of package 'keras_draw'") and runs a second
+    copy of a command whose module the package's import brought in: the registration that runs
+    once keras is imported must not reach one."""
+    assert {"keras_draw.evaluate", "keras_draw.visualize"} <= set(COMMANDS)
+    code = f"import json, sys, keras, keras_draw; print(json.dumps([m for m in {COMMANDS} if m in sys.modules]))"
+    assert run_python(code) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_run_with_dash_m_prints_no_runpy_warning(command):
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", command, "--help"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=environment)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout.startswith("usage:")

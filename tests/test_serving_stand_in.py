@@ -252,3 +252,19 @@ def test_stand_in_command_line_refuses_a_folder_without_versions_and_a_port_in_u
             err = capsys.readouterr().err
             assert err.startswith(f"stand_in_server.py: error: Cannot listen for {kind} on 127.0.0.1:{port}"), err
             assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("sent", [b"GARBAGE\r\n\r\n", b"PUT /v1/models/draw:predict HTTP/1.1\r\nHost: x\r\n\r\n"])
+def test_a_request_http_server_cannot_parse_gets_a_status_line_and_a_json_error(served, sent):
+    """Not http.server's HTML page, nor for a request line without a version an HTTP/0.9 answer
+    (the body alone, without a status)."""
+    with socket.create_connection(("127.0.0.1", int(served.port)), timeout=20) as connection:
+        connection.sendall(sent)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert head.startswith(b"HTTP/1.0 ") and status in (400, 501), answer[:200]
+    assert json.loads(body)["error"].startswith("Malformed request: ")
+    assert request(served.url, {"signature_name": "generate_seeded", "inputs": {"seed": [1]}})[0] == 200

@@ -333,13 +333,28 @@ def test_sample_grid_rejects_a_bad_image_count():
         SampleGrid("logs", num_images=0)
 
 
-def test_sample_grid_refuses_a_grid_beyond_memory_before_the_first_step(tmp_path):
+def test_sample_grid_refuses_at_construction_a_count_no_draw_could_generate(monkeypatch):
+    from keras_draw.layers import validation
+
+    smallest = 4 * (2 * 1 * 1 + 2 * 1 + 6 * 1)  # T = |z| = 1 pixel = 1 unit: noise twice, canvas and σ, 6 per unit
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * smallest * 1000)
+    assert SampleGrid("logs", num_images=np.int64(1000)).num_images == 1000
+    with pytest.raises(ValueError, match=r"`num_images` must be at most 1,000 on this machine: a generated image "
+                                         r"\(of the smallest Draw\) takes about 40 bytes.*Received: num_images=1001"):
+        SampleGrid("logs", num_images=1001)
+
+
+def test_sample_grid_refuses_a_grid_beyond_memory_before_the_first_step(tmp_path, monkeypatch):
+    from keras_draw.inputs import generation_bytes
+    from keras_draw.layers import validation
+
     model = small()
     model.compile(jit_compile=False, optimizer="adam")
     before = model.get_weights()
-    with pytest.raises(ValueError, match=r"`num_images` must be at most .* on this machine"):
-        model.fit(np.zeros((4, 28, 28, 1), np.float32), batch_size=4, verbose=0,
-                  callbacks=[SampleGrid(str(tmp_path), num_images=10**12)])
+    monkeypatch.setattr(validation, "machine_memory", lambda: 2 * generation_bytes(3, 4, 784, 16) * 1000)
+    grid = SampleGrid(str(tmp_path), num_images=1001)  # fits for the smallest Draw, not for this one
+    with pytest.raises(ValueError, match=r"`num_images` must be at most 1,000 on this machine"):
+        model.fit(np.zeros((4, 28, 28, 1), np.float32), batch_size=4, verbose=0, callbacks=[grid])
     for weight, initial in zip(model.get_weights(), before):  # not a step was taken
         np.testing.assert_array_equal(weight, initial)
 
@@ -411,3 +426,14 @@ def test_an_output_dir_that_is_a_file_exits_2_and_leaves_it_alone(tmp_path, caps
     error = capsys.readouterr().err
     assert f"Received: --output-dir={str(a_file)!r}" in error and error.count("\n") == 1
     assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["pictures"]
+
+
+def test_write_pictures_writes_nothing_where_a_picture_is_a_fifo(tmp_path):
+    import stat
+
+    (tmp_path / "pictures").mkdir()
+    os.mkfifo(tmp_path / "pictures" / "drawing.gif")
+    with pytest.raises(ValueError, match="drawing.gif is a FIFO, not a file to write; it is left as it is"):
+        write_pictures(small(), tmp_path / "pictures", num_images=2)
+    assert os.listdir(tmp_path / "pictures") == ["drawing.gif"]  # samples.png, written first, was not either
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pictures" / "drawing.gif").st_mode)

@@ -71,6 +71,19 @@ def check_fits_in_memory(name, count, bytes_each, what, flag=False):
     if most is None or count <= most:
         return
     label, received = (f"--{name.replace('_', '-')}",) * 2 if flag else (f"`{name}`", name)
+    size = f"{bytes_each / 2**20:.2f} MiB" if bytes_each >= 2**20 / 100 else f"{bytes_each:,} bytes"
     raise ValueError(f"{label} must be at most {most:,} on this machine: {what} takes about "
-                     f"{bytes_each / 2**20:.2f} MiB, and {MEMORY_SHARE:.0%} of its memory is "
+                     f"{size}, and {MEMORY_SHARE:.0%} of its memory is "
                      f"{machine_memory() * MEMORY_SHARE / 2**30:.1f} GiB. Received: {received}={count!r}")
+
+
+def check_weights_fit_in_memory(count, sizes):
+    """ValueError, quoting `sizes` (the arguments that make the weights), unless `count` float32
+    weights fit in `MEMORY_SHARE` of this machine's memory, before any is allocated."""
+    most = memory_bound(4)
+    if most is None or count <= most:
+        return
+    received = ", ".join(f"{name}={value!r}" for name, value in sizes.items())
+    raise ValueError(f"A model of these sizes has {count:,} weights ({4 * count / 2**30:,.1f} GiB in float32), more "
+                     f"than {MEMORY_SHARE:.0%} of this machine's memory ({machine_memory() * MEMORY_SHARE / 2**30:.1f} "
+                     f"GiB). Received: {received}")
