@@ -93,8 +93,7 @@ def window_filters(window, n, image_height, image_width, dtype):
     """F_X (batch, N, A), F_Y (batch, N, B) (eqs. 19-26) and γ (batch,) of a float32 window, in `dtype`.
 
     The filterbank is computed in float32 under any dtype policy, then cast for the read's or the
-    write's products: in float16 eq. 25's normaliser guard (1e-8) rounds to 0, and in float16 or
-    bfloat16 the filter centres μ^i lose their sub-pixel precision.
+    write's products: in float16 or bfloat16 the filter centres μ^i lose their sub-pixel precision.
     """
     g_x, g_y, delta, sigma2, gamma = unpack_window(window)
     f_x, f_y = filterbank(g_x, g_y, delta, sigma2, n, image_height, image_width)  # eqs. 19-26
