@@ -25,18 +25,33 @@ def test_mnist_digits_reads_the_idx_files():
     assert [len(mnist_digits.load_split(s)[0]) for s in ("train", "test")] == [50_000, 10_000]
 
 
-def test_an_example_is_one_whole_digit_and_eight_pieces_composited_by_maximum():
+def test_an_example_is_one_whole_digit_and_eight_pieces_added_and_clipped():
     digits, _, _ = mnist_digits.load_split("test")
     image, (row, column), sources = cluttered_mnist.example(digits, 7, "test")
     assert image.shape == (100, 100) and image.dtype == np.uint8
     assert 0 <= row <= 72 and 0 <= column <= 72 and len(sources) == 8 and 7 not in sources
     box = image[row : row + 28, column : column + 28]
-    assert np.all(box >= digits[7])  # the maximum: no stroke of the digit is dimmed
+    assert np.all(box >= digits[7])  # added, then clipped at white: no stroke of the digit is dimmed
     outside = image.copy()
     outside[row : row + 28, column : column + 28] = 0
     assert 0 < np.count_nonzero(outside) <= 8 * 64  # clutter, at most 8 pieces of 8×8
-    # Each piece is an 8×8 crop of its source: the brightest clutter pixel comes from some source.
-    assert outside.max() <= max(digits[s].max() for s in sources)
+
+
+def test_overlapping_pieces_add_up_and_clip_at_white():
+    # Squares of 100 everywhere: a pixel outside the digit holds 100 for each piece on it, at most 255.
+    squares = np.full((50, 28, 28), 100, np.uint8)
+    images, positions, _ = cluttered_mnist.compose(squares, np.arange(50), np.random.default_rng(1))
+    outside_values = []
+    for image, (row, column) in zip(images, positions):
+        assert np.all(image[row : row + 28, column : column + 28] >= 100)
+        outside = image.copy()
+        outside[row : row + 28, column : column + 28] = 0
+        assert np.count_nonzero(outside) <= 8 * 64
+        outside_values.append(outside.ravel())
+    values, counts = np.unique(np.concatenate(outside_values), return_counts=True)
+    assert set(values.tolist()) <= {0, 100, 200, 255} and 200 in values.tolist()  # two pieces overlap somewhere
+    # Crops are drawn anywhere in their 28×28 source: on these squares every piece is whole, 64 pixels.
+    assert counts[values.tolist().index(100)] > 50 * 4 * 64 // 2
 
 
 def test_examples_are_a_pure_function_of_the_split_and_index():
@@ -102,11 +117,11 @@ def test_compose_keeps_each_digit_whole_in_any_dtype_and_draws_clutter_from_the_
     assert images.shape == (3, 100, 100) and images.dtype == np.float32 and sources.shape == (3, 8)
     assert 0.0 <= images.min() and images.max() <= 1.0
     for image, index, (row, column), image_sources in zip(images, [5, 6, 7], positions, sources):
-        assert np.all(image[row : row + 28, column : column + 28] >= scaled[index])  # never dimmed
+        assert np.all(image[row : row + 28, column : column + 28] >= scaled[index] - 1e-7)  # never dimmed
         assert index not in image_sources and image_sources.max() < 200
     # The same draws on uint8 digits give the same images, scaled.
     again, _, _ = cluttered_mnist.compose(digits[:200], [5, 6, 7], np.random.default_rng(0))
-    np.testing.assert_allclose(images, again / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(images, again / 255.0, atol=1e-6)
 
 
 def epoch_pairs(splits, epoch, first_step=0):

@@ -1,20 +1,20 @@
 """`cluttered_mnist`: 100×100 cluttered translated MNIST, the benchmark of the paper's §4.1 (Table 1).
 
-The data set of Mnih et al. 2014 (RAM), which DRAW's classifier was measured on: each image is
-black, with one MNIST digit at a uniformly random position, wholly inside the image, and 8 pieces
-of clutter, 8×8 crops of other random digits of the same split, at uniformly random positions.
-Where the clutter and the digit overlap, the brighter pixel wins (the maximum), so values stay in
-[0, 255] and no stroke of the digit is dimmed. The label is the digit's.
+The data set of Mnih et al. 2014 (RAM), which DRAW's classifier was measured on, drawn as their
+generator draws it (deepmind/mnist-cluttered, `megapatch_w=100, num_dist=8`): each image is black,
+with 8 pieces of clutter, 8×8 crops at uniformly random places of other random digits of the same
+split, at uniformly random positions, then one MNIST digit at a uniformly random position, wholly
+inside the image (one of the 73×73 places where it fits). Intensities are added and clipped at
+white, so values stay in [0, 255] and no stroke of the digit is dimmed. The label is the digit's.
 
-Where we had to choose (neither paper says): a crop lies within the central 20×20 box of its
-28×28 digit, where MNIST centres its strokes, so that few pieces are blank; a piece may fall
-partly on the digit; the digit's position is uniform over the 73×73 places where it fits.
-The data set is fixed: example k of a split is a pure function of (SEED, split, k), so every
-build gives the same images. Its splits follow `mnist`'s sizes and take both digit and clutter
-from their own part of MNIST's files only (`mnist_digits.SPLITS`): train 50,000, validation
-10,000, test 10,000. Each example keeps its clean digit: training composes the train split's
-digits anew every epoch (`training_images`, used by `keras_draw.datasets`), as RAM's generator
-does, while validation and test stay fixed.
+Where we had to choose: the clutter comes from digits other than the image's own (the generator
+draws from every digit, its own included). The data set is fixed:
+example k of a split is a pure function of (SEED, split, k), so every build gives the same images.
+Its splits follow `mnist`'s sizes and take both digit and clutter from their own part of MNIST's
+files only (`mnist_digits.SPLITS`): train 50,000, validation 10,000, test 10,000. Each example
+keeps its clean digit: training composes the train split's digits anew every epoch
+(`training_images`, used by `keras_draw.datasets`), as the generator does, while validation and
+test stay fixed.
 """
 
 import numpy as np
@@ -25,14 +25,13 @@ from keras_draw.builders import mnist_digits
 IMAGE_SIZE = 100
 CLUTTER_PIECES = 8
 PIECE_SIZE = 8
-CROP_BOX = (4, 24)  # rows (and columns) of a 28×28 digit that crops come from: its central 20×20
 SEED = 20150216  # the build's seed: example k of split s is drawn from the stream (SEED, s, k)
 SPLIT_NUMBERS = {"train": 0, "validation": 1, "test": 2}
 
 
 def compose(digits, indices, rng):
     """Cluttered images of `digits[indices]`, their clutter from the other `digits` (n, 28, 28),
-    all drawn from `rng`. Works on any dtype (the maximum keeps values in the digits' range).
+    all drawn from `rng`. Works on uint8 digits in [0, 255] and on float digits in [0, 1].
 
     Returns (images (k, 100, 100) of the digits' dtype, the positions (k, 2) (row, column) of each
     digit's top-left corner, the indices (k, 8) in `digits` of each image's clutter sources).
@@ -41,25 +40,25 @@ def compose(digits, indices, rng):
     count, size = len(indices), digits.shape[1]
     sources = rng.integers(0, len(digits) - 1, size=(count, CLUTTER_PIECES))
     sources += sources >= indices[:, None]  # other digits: uniform over the n − 1 that are not the image's own
-    low, high = CROP_BOX
-    crops = rng.integers(low, high - PIECE_SIZE + 1, size=(count, CLUTTER_PIECES, 2))
+    crops = rng.integers(0, size - PIECE_SIZE + 1, size=(count, CLUTTER_PIECES, 2))
     places = rng.integers(0, IMAGE_SIZE - PIECE_SIZE + 1, size=(count, CLUTTER_PIECES, 2))
     positions = rng.integers(0, IMAGE_SIZE - size + 1, size=(count, 2))
-    images = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE), digits.dtype)
+    sums = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE), np.float32)  # room for the sums before the clip
     # Python lists: indexing numpy scalars in these small loops would take most of the time.
     for image, index, position, image_sources, image_crops, image_places in zip(
-            images, indices.tolist(), positions.tolist(), sources.tolist(), crops.tolist(), places.tolist()):
+            sums, indices.tolist(), positions.tolist(), sources.tolist(), crops.tolist(), places.tolist()):
         for source, (top, left), place in zip(image_sources, image_crops, image_places):
-            _paste(image, digits[source, top : top + PIECE_SIZE, left : left + PIECE_SIZE], place)
-        _paste(image, digits[index], position)
+            _add(image, digits[source, top : top + PIECE_SIZE, left : left + PIECE_SIZE], place)
+        _add(image, digits[index], position)
+    white = np.iinfo(digits.dtype).max if np.issubdtype(digits.dtype, np.integer) else 1.0
+    images = np.minimum(sums, white).astype(digits.dtype)  # one clip of the sums: the values are never negative
     return images, positions, sources
 
 
-def _paste(image, piece, place):
-    """`piece` onto `image` with its top-left corner at `place` (row, column): the brighter pixel wins."""
+def _add(image, piece, place):
+    """Adds `piece` to `image` with its top-left corner at `place` (row, column)."""
     row, column = place
-    target = image[row : row + piece.shape[0], column : column + piece.shape[1]]
-    np.maximum(target, piece, out=target)
+    image[row : row + piece.shape[0], column : column + piece.shape[1]] += piece
 
 
 def example(digits, index, split, seed=SEED):
@@ -81,10 +80,11 @@ def training_images(digits, indices, stream, seed=SEED):
 class ClutteredMnist(tfds.core.GeneratorBasedBuilder):
     """100×100 cluttered translated MNIST (Mnih et al. 2014), made from MNIST's original files."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("3.0.0")
     RELEASE_NOTES = {
         "1.0.0": "One digit and 8 clutter pieces of 8×8, composited by maximum.",
         "2.0.0": "Each example keeps its digit (for fresh clutter in training); layouts drawn in a new order.",
+        "3.0.0": "As RAM's generator: crops anywhere in their 28×28 digit, intensities added and clipped.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = "MNIST's four .gz files (keras_draw bundles them in keras_draw/data/mnist)."
 
