@@ -10,13 +10,9 @@ this process (all its threads): on a shared machine the second varies less.
 """
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # keras_draw, uninstalled
-
-from keras_draw import console  # noqa: E402
+from keras_draw import console
 
 MODES = {"on": True, "off": False}
 

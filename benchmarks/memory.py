@@ -16,15 +16,11 @@ without reconstructions at `--images`, and `evaluate` of 10 images with one pass
 """
 
 import argparse
-import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 MEASURE = """
 import resource, sys, tempfile
-sys.path.insert(0, {root!r})
 from keras_draw import console
 console.start_tensorflow()
 import numpy as np
@@ -48,8 +44,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 def peak_mib(kind, preset, size):
     """The peak resident set of one fresh process doing `kind` at `size`, in MiB."""
-    code = MEASURE.format(root=ROOT)
-    result = subprocess.run([sys.executable, "-c", code, kind, preset, str(size)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", MEASURE, kind, preset, str(size)], capture_output=True, text=True,
                             check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -64,7 +59,6 @@ def main(argv=None):
     parser.add_argument("--kinds", nargs="+", default=("fit", "write_pictures", "evaluate"),
                         choices=("fit", "write_pictures", "evaluate"), help="what to measure (default: all)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, ROOT)
     from keras_draw import console
 
     console.start_tensorflow()

@@ -5,7 +5,7 @@
     python benchmarks/serving_latency.py --clients 50 --requests 10 --load-batch 4
 
 Exports the model (by default `Draw.from_preset("mnist")`: the latency does not depend on the
-weights' values) into a temporary folder, loads it as TF Serving does (export/stand_in_session.py:
+weights' values) into a temporary folder, loads it as TF Serving does (keras_draw.serving.session:
 a session through TensorFlow's C API), and times `generate` on fresh noise for each batch size:
 median and 95th percentile over the repeated calls, after warm-up calls, and the throughput at the
 median, in images per second. This measures the graph alone; TF Serving adds its request decoding
@@ -65,8 +65,7 @@ def benchmark(export_path, noise_shape, batch_sizes, repeats, warmup):
     Serving's loader. `noise_shape` is (T, |z|)."""
     import numpy as np
 
-    sys.path.append(str(Path(__file__).resolve().parents[1] / "export"))
-    from stand_in_session import ServingSession
+    from keras_draw.serving.session import ServingSession
 
     rows = []
     with ServingSession(export_path) as session:
@@ -141,5 +140,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # keras_draw, uninstalled
     sys.exit(main())

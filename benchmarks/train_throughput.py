@@ -308,5 +308,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # keras_draw, uninstalled
     sys.exit(main())

@@ -7,16 +7,11 @@
     python export/client.py elbo --images digits.npy                             # nats per image
     python export/client.py classify --images cluttered.npy one.png              # a DrawClassifier
 
-From Python, `Client(url=..., model_name="draw").generate(16, seed=7)` returns a numpy array
-(16, H, W, C) in [0, 1]; `Client.predict(signature, **inputs)` calls any signature (see
-export/README.md) and returns a dict of numpy arrays. Row i of a request with `seed=S` uses the
-seed S + i (S = 0 by default), so the same seed gives the same images.
-
-REST needs only numpy, Pillow and keras_draw's `console` and `images`, which import no TensorFlow
-(from the repository root when keras_draw is not installed); gRPC needs tensorflow-serving-api
-too (export/transports.py). A failed request raises `ServingError` with a one-line message; the
-command line prints it and exits with status 1. A flag no user can mean (--num-images 0, a port
-past 65535, a folder for --output) exits with status 2 and one line before any request is sent.
+A thin command line over `keras_draw.serving.Client` (from Python: `Client(url=...).generate(16,
+seed=7)`). Over REST it runs without TensorFlow: numpy, Pillow and keras_draw's `serving.client`,
+`console` and `images` import none. A failed request prints one line and exits with status 1; a
+flag no user can mean (--num-images 0, a port past 65535, a folder for --output) exits with
+status 2 and one line before any request is sent.
 """
 
 import argparse
@@ -25,71 +20,17 @@ import os
 import re
 import sys
 import urllib.parse
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-if __package__:  # imported as export.client
-    from .transports import ServingError, grpc_predict, rest_predict
-else:  # run as a script, or imported with export/ on sys.path; keras_draw may be the checkout's
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
-    from transports import ServingError, grpc_predict, rest_predict
+from keras_draw import console
+from keras_draw.images import save_grid
+from keras_draw.serving.client import DEFAULT_URL, Client
+from keras_draw.serving.transports import ServingError
 
-from keras_draw import console  # noqa: E402
-from keras_draw.images import save_grid  # noqa: E402
-
-DEFAULT_URL = "http://localhost:8501"
 MAX_IMAGES = 1024  # images per command: the rows of one request (an export's default max_batch)
 INT64 = 2**63  # seeds and versions are int64
-
-
-# === The client ===
-
-
-class Client:
-    """A DRAW served by TF Serving: REST at `url`, or gRPC at `grpc` ("host:port") if given."""
-
-    def __init__(self, url=DEFAULT_URL, model_name="draw", version=None, grpc=None, timeout=30.0, rows=False):
-        self.url = url
-        self.model_name = model_name
-        self.version = version
-        self.grpc = grpc
-        self.timeout = timeout
-        self.rows = rows
-
-    def predict(self, signature, **inputs):
-        """Any signature (export/README.md): {output name: numpy array}."""
-        if self.grpc:
-            return grpc_predict(self.grpc, self.model_name, signature, inputs, self.version, self.timeout)
-        return rest_predict(self.url, self.model_name, signature, inputs, self.version, self.timeout, self.rows)
-
-    def generate(self, num_images, seed=0):
-        """`num_images` generated images (num_images, H, W, C) in [0, 1]; row i from the seed `seed` + i."""
-        return self.predict("generate_seeded", seed=row_seeds(num_images, seed))["images"]
-
-    def draw(self, num_images, seed=0):
-        """Generation with every step: images, canvases, write_window and write_box."""
-        return self.predict("draw_seeded", seed=row_seeds(num_images, seed))
-
-    def reconstruct(self, images, seed=0):
-        """Reconstructions of `images` (count, H, W, C) in [0, 1], canvases, windows and boxes."""
-        images = np.asarray(images, np.float32)
-        return self.predict("reconstruct_seeded", images=images, seed=row_seeds(len(images), seed))
-
-    def elbo(self, images, seed=0):
-        """Per-image loss (the negative ELBO), reconstruction_loss and kl_loss, in nats."""
-        images = np.asarray(images, np.float32)
-        return self.predict("elbo_seeded", images=images, seed=row_seeds(len(images), seed))
-
-    def classify(self, images):
-        """A DrawClassifier's `probabilities` (count, classes) of `images` and their `classes` (count,)."""
-        return self.predict("classify", images=np.asarray(images, np.float32))
-
-
-def row_seeds(count, seed=0):
-    """The seeds of `count` rows: seed, seed + 1, ..."""
-    return np.arange(seed, seed + count, dtype=np.int64)
 
 
 def load_images(paths):

@@ -120,6 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    # From a checkout without `pip install -e .`: keras_draw is in the repository root.
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.exit(main())

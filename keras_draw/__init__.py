@@ -4,7 +4,7 @@ Every Keras class that keras_draw saves (`Draw`, `DrawClassifier` and their laye
 both keras_draw and keras are imported, in either order, so that `keras.saving.load_model` loads a
 run's model.keras after `import keras, keras_draw`. `import keras_draw` alone imports no
 TensorFlow: its small modules (`console`, `malloc`, `images`) serve commands before TensorFlow
-starts and the REST client, which runs without it. The other public names are imported on first
+starts and the REST client (`keras_draw.serving.client`), which runs without it. The other public names are imported on first
 use; tensorflow-datasets and tensorflow-probability only when a dataset or a loss is asked for.
 """
 

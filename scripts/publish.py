@@ -31,10 +31,7 @@ import platform
 import shutil
 import sys
 
-# This checkout's keras_draw, installed or not: the tool writes into this repository's package.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_draw import console  # noqa: E402
+from keras_draw import console
 
 if __name__ == "__main__":  # a command: TensorFlow starts without its C++ start-up lines
     console.start_tensorflow()
@@ -215,6 +212,10 @@ def main(argv=None):
                              "terminal, else 2)")
     args = parser.parse_args(argv)
     try:
+        package_root = os.path.dirname(os.path.dirname(os.path.realpath(console.__file__)))
+        if package_root != os.path.realpath(ROOT):  # the weights go into this repository's package
+            raise ValueError(f"keras_draw is imported from {package_root}, not from this repository ({ROOT}): "
+                             "install this checkout (pip install -e .) to publish into it.")
         if not os.path.isdir(args.run_dir):
             raise ValueError(f"No such run folder. Received: {args.run_dir!r}")
         evaluate.check_options(importance_samples=args.importance_samples)

@@ -14,6 +14,9 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
+# The scripts that tests run in fresh processes (export/*.py, benchmarks/) import keras_draw as an
+# installed package (`pip install -e .`): this checkout's, whichever other one is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 # The original binarized MNIST files; CI runs in a fresh clone with shared/ beside it.
 BINARIZED_MNIST_FILES = ROOT.parent / "shared" / "data" / "binarized_mnist"
 

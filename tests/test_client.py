@@ -1,6 +1,7 @@
-"""export/client.py end to end, over REST and gRPC, against the stand-in server on 127.0.0.1.
+"""The client (keras_draw.serving.Client and export/client.py) end to end, over REST and gRPC,
+against the stand-in server on 127.0.0.1.
 
-The stand-in (export/stand_in_server.py) is not TensorFlow Serving: it follows TF Serving's
+The stand-in (keras_draw.serving.stand_in_server) is not TensorFlow Serving: it follows TF Serving's
 documented REST predict API and gRPC PredictionService, and runs the real exported SavedModel
 through TF Serving's loader (tests/test_serving.py checks that loader against the Python model).
 """
@@ -22,11 +23,10 @@ import tensorflow as tf
 from PIL import Image
 
 from export import client as draw_client
-from export import transports
-from export.client import Client, ServingError
-from export.stand_in_server import StandInServer
-from export.stand_in_session import ServingSession
 from keras_draw import Draw, serving
+from keras_draw.serving import Client, ServingError, transports
+from keras_draw.serving.session import ServingSession
+from keras_draw.serving.stand_in_server import StandInServer
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(8)
@@ -238,7 +238,8 @@ HEAVY = ("tensorflow", "grpc", "tensorflow_serving", "keras", "tensorflow_datase
 @pytest.mark.slow
 def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
     """python export/client.py in a process where TensorFlow, Keras and gRPC cannot be imported:
-    keras_draw's `console` and `images` import none of them."""
+    keras_draw's `serving.client`, `console` and `images` import none of them. keras_draw comes
+    from this checkout, as `pip install -e .` installs it."""
     script = (
         "import runpy, sys\n"
         f"for name in {HEAVY}:\n"
@@ -250,19 +251,19 @@ def test_the_rest_client_runs_with_numpy_and_pillow_only(server, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", script, "generate", "--num-images", "2", "--seed", "4", "--output", str(out), "--url",
          server.url],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""},
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "seeds 4..5" in result.stdout
 
 
 @pytest.mark.slow
-def test_importing_the_client_from_export_imports_no_tensorflow(tmp_path):
-    """`import client` with export/ on sys.path (export/README.md), from outside the repository."""
-    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'export')!r}); import client; "
+def test_importing_the_client_imports_no_tensorflow(tmp_path):
+    """`from keras_draw.serving import Client` (export/README.md), from outside the repository."""
+    script = ("import sys; from keras_draw.serving import Client, ServingError; "
               f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY}))")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": ""})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -2,7 +2,7 @@
 tensorflow-datasets' mock data (random 32×32×3 images in place of svhn_cropped's), trains the
 svhn preset's network, writes colour pictures, leaves a model that the other commands take, and
 exports (`--model-base-path`) a SavedModel that TF Serving's own loader runs (the C API's
-`TF_LoadSessionFromSavedModel`, export/stand_in_session.py), computing what the model computes."""
+`TF_LoadSessionFromSavedModel`, keras_draw/serving/session.py), computing what the model computes."""
 
 import contextlib
 import io
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_train_script
-from export.stand_in_session import ServingSession
+from keras_draw.serving.session import ServingSession
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -140,3 +140,12 @@ def test_a_damaged_record_of_recipe_changes_is_refused_before_anything_is_writte
     with pytest.raises(ValueError, match=r"recipe_changes.json must be a list of \{"):
         publish(str(copy_run), root=str(tmp_path / "root"))
     assert not (tmp_path / "root").exists()
+
+
+def test_publishing_into_a_checkout_other_than_the_imported_package_is_refused(tmp_path, monkeypatch, capsys):
+    """The weights go into the repository beside the script: keras_draw must be that checkout's."""
+    monkeypatch.setitem(main.__globals__, "ROOT", str(tmp_path / "other_checkout"))
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("publish: error: keras_draw is imported from ") and "pip install -e ." in err, err
+    assert err.count("\n") == 1 and list(tmp_path.iterdir()) == []

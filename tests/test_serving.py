@@ -1,7 +1,7 @@
 """The SavedModel for TensorFlow Serving, run the way TF Serving runs it.
 
 TF Serving's binary cannot be installed here; its loader can: `ServingSession`
-(export/stand_in_session.py) is TensorFlow's C API from the wheel, `TF_LoadSessionFromSavedModel`
+(keras_draw/serving/session.py) is TensorFlow's C API from the wheel, `TF_LoadSessionFromSavedModel`
 (the C++ `LoadSavedModel` of TF Serving's SavedModelBundle: a session, the variables restored
 through the saver_def, the main op run) and `TF_SessionRun` feeding each input by name, whatever
 its shape, as TF Serving's Predict does. Through it, every signature of a tiny model, of every
@@ -31,11 +31,11 @@ import pytest
 import tensorflow as tf
 
 from export import export as export_cli
-from export.stand_in_session import ServingSession, SessionError
 from keras_draw import Draw, pretrained, serving
 from keras_draw.filterbank import filter_centres
 from keras_draw.images import window_box
 from keras_draw.presets import PRESETS
+from keras_draw.serving.session import ServingSession, SessionError
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(5)
@@ -72,8 +72,13 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
-sys.path.insert(0, "export")
-from stand_in_session import ServingSession
+import importlib.util
+# The loader's module alone, by its path: keras_draw cannot be imported here, and the module needs
+# nothing of it.
+spec = importlib.util.spec_from_file_location("session", "keras_draw/serving/session.py")
+session_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(session_module)
+ServingSession = session_module.ServingSession
 
 path, inputs_file, outputs_file = sys.argv[1:]
 saved_model = saved_model_pb2.SavedModel()
@@ -230,7 +235,7 @@ def test_export_writes_tf_serving_layout(exported, tmp_path):
 
 def test_each_variable_is_saved_once_and_restored_by_the_saver_def(exported):
     """The cause of "Could not find variable draw/h_dec_0": a Keras variable tracked for export is
-    saved twice, and TF Serving's loader restores only the copy (see keras_draw/serving.py)."""
+    saved twice, and TF Serving's loader restores only the copy (see keras_draw/serving/saved_model.py)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel.FromString((Path(exported.path) / "saved_model.pb").read_bytes())

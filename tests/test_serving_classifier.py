@@ -4,7 +4,7 @@ Through TF Serving's loader (`ServingSession`, TensorFlow's C API: see tests/tes
 `classify` (and `serving_default`) returns what `DrawClassifier.predict` computes and the most
 probable class; `glimpses` adds the read windows `glimpse_sequence` computes and their boxes; a bad
 request fails in the graph with InvalidArgument naming the input. The client reaches it through
-the stand-in server (export/stand_in_server.py), over REST and gRPC.
+the stand-in server (keras_draw.serving.stand_in_server), over REST and gRPC.
 """
 
 import contextlib
@@ -19,11 +19,11 @@ import pytest
 
 from export import client as draw_client
 from export import export as export_cli
-from export.client import Client
-from export.stand_in_server import StandInServer
-from export.stand_in_session import ServingSession, SessionError
 from keras_draw import DrawClassifier, serving
 from keras_draw.images import window_box
+from keras_draw.serving import Client
+from keras_draw.serving.session import ServingSession, SessionError
+from keras_draw.serving.stand_in_server import StandInServer
 from tests.test_serving import parse_saved_model_cli, saved_model_cli
 
 T, N = 2, 3  # the tiny_classifier preset's num_steps and read_n

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from export.client import Client, ServingError
 from keras_draw import Draw, serving
+from keras_draw.serving import Client, ServingError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CLIENTS, REQUESTS, ROWS = 50, 8, 4

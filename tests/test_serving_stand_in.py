@@ -1,4 +1,4 @@
-"""The stand-in server (export/stand_in_server.py): TF Serving's REST metadata and predict API over
+"""The stand-in server (keras_draw.serving.stand_in_server, export/stand_in_server.py): TF Serving's REST metadata and predict API over
 TF Serving's loader, the documented curl examples run as written, slow clients cut off at the
 request deadline without holding up anyone else, and a command line that refuses flags no user
 can mean. The model is the mnist preset (its initial weights), the size the docs' examples are for.
@@ -20,10 +20,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from export import stand_in_server
-from export.stand_in_server import StandInServer
-from export.stand_in_session import ServingSession
+from export import stand_in_server as stand_in_cli
 from keras_draw import Draw, serving
+from keras_draw.serving import stand_in_server
+from keras_draw.serving.session import ServingSession
+from keras_draw.serving.stand_in_server import StandInServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_MS = 2000  # the stand-in's --rest-api-timeout-in-ms in these tests
@@ -234,21 +235,21 @@ def test_the_documented_requests_run_as_written(served, tmp_path, document):
     (["--rest-api-timeout-in-ms", "0"], "--rest-api-timeout-in-ms must be from 1 to 3600000"),
 ])
 def test_stand_in_command_line_refuses_bad_flags_in_one_line(served, capsys, flags, message):
-    assert stand_in_server.main(["--model-base-path", str(served.folder / "draw"), *flags]) == 2
+    assert stand_in_cli.main(["--model-base-path", str(served.folder / "draw"), *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("stand_in_server.py: error: ") and message in err and err.count("\n") == 1, err
 
 
 def test_stand_in_command_line_refuses_a_folder_without_versions_and_a_port_in_use(served, tmp_path, capsys):
     for folder in (tmp_path / "absent", tmp_path):
-        assert stand_in_server.main(["--model-base-path", str(folder)]) == 2
+        assert stand_in_cli.main(["--model-base-path", str(folder)]) == 2
         assert "--model-base-path must be a folder holding a version folder" in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = str(taken.getsockname()[1])
         for flags, kind in ((["--rest-api-port", port, "--port", "0"], "REST"), (["--rest-api-port", "0", "--port", port], "gRPC")):
-            assert stand_in_server.main(["--model-base-path", str(served.folder / "draw"), *flags]) == 2
+            assert stand_in_cli.main(["--model-base-path", str(served.folder / "draw"), *flags]) == 2
             err = capsys.readouterr().err
             assert err.startswith(f"stand_in_server.py: error: Cannot listen for {kind} on 127.0.0.1:{port}"), err
             assert err.count("\n") == 1

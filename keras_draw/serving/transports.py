@@ -1,5 +1,5 @@
-"""export/client.py's transports, each a function of {input name: array} to {output name: array}:
-TF Serving's REST predict API (numpy and the standard library) and its gRPC PredictionService
+"""TF Serving's predict calls, each a function of {input name: array} to {output name: array}: its
+REST predict API (numpy and the standard library) and its gRPC PredictionService
 (tensorflow-serving-api, imported on first use). Every failure (an HTTP or gRPC error status, a
 timeout, a refused connection, a bad answer) raises `ServingError` with a one-line message."""
 
