@@ -58,15 +58,19 @@ class _Source:
     builder: str | None = None  # the module of our own tfds builder, imported to register it
 
 
+# MNIST's original files, from which `mnist` and our data sets composed of its digits are built.
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz")
+
 _SOURCES = {
     "mnist": _Source(
         tfds_name="mnist",
         splits=("train[:50000]", "train[50000:]", "test"),
         image_shape=(28, 28, 1),
         white=255.0,
-        url="https://storage.googleapis.com/cvdf-datasets/mnist/",
-        files=("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-               "t10k-labels-idx1-ubyte.gz"),
+        url=MNIST_URL,
+        files=MNIST_FILES,
     ),
     "binarized_mnist": _Source(
         tfds_name="binarized_mnist",
@@ -97,9 +101,8 @@ _SOURCES = {
         splits=("train", "validation", "test"),
         image_shape=(100, 100, 1),
         white=255.0,
-        url="https://storage.googleapis.com/cvdf-datasets/mnist/",
-        files=("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-               "t10k-labels-idx1-ubyte.gz"),
+        url=MNIST_URL,
+        files=MNIST_FILES,
         labels=True,
         digits=True,
         builder="keras_draw.builders.cluttered_mnist",
@@ -109,9 +112,8 @@ _SOURCES = {
         splits=("train", "validation", "test"),
         image_shape=(60, 60, 1),
         white=255.0,
-        url="https://storage.googleapis.com/cvdf-datasets/mnist/",
-        files=("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-               "t10k-labels-idx1-ubyte.gz"),
+        url=MNIST_URL,
+        files=MNIST_FILES,
         builder="keras_draw.builders.two_digit_mnist",
     ),
 }

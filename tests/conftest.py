@@ -145,3 +145,16 @@ def copy_run(tiny_run, tmp_path):
     import shutil
 
     return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+def export_saved_model(model, folder):
+    """`model` saved as FOLDER/model.keras and exported by export/export.py into FOLDER/draw, as a
+    user runs it; returns (the version's path, the lines export.py printed)."""
+    from export import export as export_cli
+
+    model.save(folder / "model.keras")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = export_cli.main(["--model", str(folder / "model.keras"), "--model-base-path", str(folder / "draw")])
+    assert status == 0
+    return str(folder / "draw" / "1"), printed.getvalue().splitlines()

@@ -11,9 +11,7 @@ the documented signatures with their declared shapes and runs one; a fresh proce
 import Keras, TFP or keras_draw runs every signature; every op is a registered stock op.
 """
 
-import contextlib
 import errno
-import io
 import json
 import os
 import re
@@ -30,6 +28,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import export_saved_model
 from export import export as export_cli
 from keras_draw import Draw, pretrained, serving
 from keras_draw.filterbank import filter_centres
@@ -179,13 +178,8 @@ def exported(tmp_path_factory):
     loaded as TF Serving loads it."""
     model = random_weights(Draw.from_preset("tiny", seed=0))
     folder = tmp_path_factory.mktemp("serving")
-    model.save(folder / "model.keras")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = export_cli.main(["--model", str(folder / "model.keras"), "--model-base-path", str(folder / "draw")])
-    assert status == 0
-    path = str(folder / "draw" / "1")
-    first_line, serve_line = printed.getvalue().splitlines()
+    path, printed = export_saved_model(model, folder)
+    first_line, serve_line = printed
     assert first_line == path
     assert serve_line.startswith("Serve it: docker run -p 8500:8500 -p 8501:8501")
     assert f"{folder / 'draw'}:/models/draw" in serve_line and "tensorflow/serving:2.21.0" in serve_line

@@ -7,8 +7,6 @@ request fails in the graph with InvalidArgument naming the input. The client rea
 the stand-in server (keras_draw.serving.stand_in_server), over REST and gRPC.
 """
 
-import contextlib
-import io
 import re
 import subprocess
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 
 from export import client as draw_client
+from conftest import export_saved_model
 from export import export as export_cli
 from keras_draw import DrawClassifier, serving
 from keras_draw.images import window_box
@@ -60,14 +59,9 @@ def exported(tmp_path_factory):
     """A tiny DrawClassifier with random weights, saved as .keras and exported by export/export.py."""
     model = random_weights(DrawClassifier.from_preset("tiny_classifier", seed=0))
     folder = tmp_path_factory.mktemp("classifier")
-    model.save(folder / "model.keras")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = export_cli.main(["--model", str(folder / "model.keras"), "--model-base-path", str(folder / "draw")])
-    assert status == 0
-    path = str(folder / "draw" / "1")
-    assert printed.getvalue().splitlines()[0] == path
-    assert "python export/client.py classify --images digits.npy" in printed.getvalue()
+    path, printed = export_saved_model(model, folder)
+    assert printed[0] == path
+    assert "python export/client.py classify --images digits.npy" in "\n".join(printed)
     with ServingSession(path) as session:
         yield SimpleNamespace(model=model, folder=folder, path=path, session=session)
 

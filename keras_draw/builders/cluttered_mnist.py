@@ -86,7 +86,7 @@ class ClutteredMnist(tfds.core.GeneratorBasedBuilder):
         "2.0.0": "Each example keeps its digit (for fresh clutter in training); layouts drawn in a new order.",
         "3.0.0": "As RAM's generator: crops anywhere in their 28×28 digit, intensities added and clipped.",
     }
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "MNIST's four .gz files (keras_draw bundles them in keras_draw/data/mnist)."
+    MANUAL_DOWNLOAD_INSTRUCTIONS = mnist_digits.MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self):
         return self.dataset_info_from_configs(

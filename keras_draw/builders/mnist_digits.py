@@ -20,6 +20,8 @@ FILES = {  # (images, labels) of each MNIST file
 # split -> (MNIST file, first index, end index)
 SPLITS = {"train": ("train", 0, 50_000), "validation": ("train", 50_000, 60_000), "test": ("test", 0, 10_000)}
 DIGIT_SIZE = 28
+# What a builder of ours needs in its manual_dir.
+MANUAL_DOWNLOAD_INSTRUCTIONS = "MNIST's four .gz files (keras_draw bundles them in keras_draw/data/mnist)."
 
 
 def read_idx(path):

@@ -56,7 +56,7 @@ class TwoDigitMnist(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Two digits of the same split, added and clipped at 255."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "MNIST's four .gz files (keras_draw bundles them in keras_draw/data/mnist)."
+    MANUAL_DOWNLOAD_INSTRUCTIONS = mnist_digits.MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self):
         return self.dataset_info_from_configs(
