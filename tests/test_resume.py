@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +38,17 @@ def default_ctrl_c():
 def run_script(flags, output_dir, data_dir, **kwargs):
     command = [sys.executable, str(ROOT / "train.py"), *flags, "--data-dir", data_dir,
                "--output-dir", str(output_dir)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_ctrl_c, **kwargs)
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe, which would stop the run once full
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True,
+                               preexec_fn=default_ctrl_c, **kwargs)
+    process.log = log
+    return process
+
+
+def stderr_of(process):
+    """What a `run_script` process has written to stderr so far."""
+    process.log.seek(0)
+    return process.log.read()
 
 
 def final_weights(output_dir):
@@ -50,8 +60,9 @@ def epochs_in(output_dir):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
-def wait_for_checkpoint(output_dir, process, epoch, step, timeout=240):
-    """Polls state.json until the run has passed (epoch, step)."""
+def wait_for_checkpoint(output_dir, process, epoch, step, timeout=600):
+    """Polls state.json until the run has passed (epoch, step). The timeout is generous: on a
+    loaded machine, starting TensorFlow and compiling the first steps alone can take minutes."""
     state_path = output_dir / "checkpoint" / "state.json"
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
@@ -60,7 +71,10 @@ def wait_for_checkpoint(output_dir, process, epoch, step, timeout=240):
             if (state["epoch"], state["step"]) >= (epoch, step):
                 return state
         time.sleep(0.05)
-    raise AssertionError(f"no checkpoint past epoch {epoch}, step {step}")
+    if process.poll() is not None:
+        raise AssertionError(f"the run ended (status {process.returncode}) before a checkpoint past epoch {epoch}, "
+                             f"step {step}: {stderr_of(process)[-2000:]}")
+    raise AssertionError(f"no checkpoint past epoch {epoch}, step {step} within {timeout} s")
 
 
 def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mnist_data_dir):
@@ -74,10 +88,10 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, mni
     resumed = run_script(RUN, killed, mnist_data_dir)
     two_epochs = run_script([*RUN, "--epochs", "2"], straight, mnist_data_dir)  # then continued to 3
     for p in (resumed, two_epochs):
-        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+        assert p.wait(timeout=300) == 0, stderr_of(p)[-2000:]
     assert epochs_in(straight) == [0, 1]
     continued = run_script(RUN, straight, mnist_data_dir)
-    assert continued.wait(timeout=300) == 0, continued.stderr.read()[-2000:]
+    assert continued.wait(timeout=300) == 0, stderr_of(continued)[-2000:]
     assert epochs_in(killed) == [0, 1, 2] == epochs_in(straight)  # no gap, no duplicate
     for a, b in zip(final_weights(killed), final_weights(straight)):
         np.testing.assert_array_equal(a, b)
@@ -96,8 +110,8 @@ def test_an_interrupted_run_says_in_one_line_what_it_kept_and_resumes(tmp_path, 
         process = run_script(RUN, output_dir, mnist_data_dir)
         wait_for_checkpoint(output_dir, process, epoch=epoch, step=2)
         process.send_signal(stop)
-        stderr = process.stderr.read()
         assert process.wait(timeout=60) == 128 + stop  # 130 and 143: the shell's convention
+        stderr = stderr_of(process)
         state = json.loads((output_dir / "checkpoint" / "state.json").read_text())
         kept = f"its checkpoint at epoch {state['epoch'] + 1}, step {state['step']}"
         if state["step"] == 0:
@@ -107,7 +121,7 @@ def test_an_interrupted_run_says_in_one_line_what_it_kept_and_resumes(tmp_path, 
             "rerun the same command to go on from there."]
         assert not list(output_dir.rglob(".partial-*"))
     resumed = run_script(RUN, output_dir, mnist_data_dir)
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    assert resumed.wait(timeout=300) == 0, stderr_of(resumed)[-2000:]
     assert epochs_in(output_dir) == [0, 1, 2]
 
 

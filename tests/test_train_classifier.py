@@ -4,8 +4,6 @@ the same run folder, exact resumption, bad options refused, the glimpse pictures
 import csv
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -15,8 +13,8 @@ from PIL import Image
 
 from conftest import load_train_script
 from keras_draw import DrawClassifier
-from keras_draw.training import TrainOptions, build_model, train
-from test_resume import epochs_in, final_weights, run_script, wait_for_checkpoint
+from keras_draw.training import TrainOptions, build_model
+from test_resume import epochs_in, final_weights, run_script, stderr_of, wait_for_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "cluttered_mnist", "--preset", "tiny_classifier", "--batch-size", "20", "--jit-compile", "off"]
@@ -81,7 +79,7 @@ def test_a_killed_run_resumes_mid_epoch_to_the_weights_and_metrics_of_an_uninter
     resumed = run_script(run, killed, cluttered_mnist_data_dir)
     uninterrupted = run_script(run, straight, cluttered_mnist_data_dir)
     for p in (resumed, uninterrupted):
-        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+        assert p.wait(timeout=300) == 0, stderr_of(p)[-2000:]
     assert epochs_in(killed) == [0, 1, 2] == epochs_in(straight)
     for a, b in zip(final_weights(killed), final_weights(straight), strict=True):
         np.testing.assert_array_equal(a, b)
