@@ -152,11 +152,7 @@ def split_images(name, data_dir=None, manual_dir=None):
     in storage order, cached after decoding (as stored: uint8); with their int64 labels,
     (image, label) pairs, for a classification data set (`has_labels`). The data set is prepared
     first if need be."""
-    check_directories(data_dir, manual_dir)
-    if manual_dir is None and name in BUNDLED_MNIST:
-        manual_dir = _bundled_mnist_dir()
-    files = _source(name)
-    builder = _prepared_builder(name, files, data_dir, manual_dir)
+    files, builder = _prepared(name, data_dir, manual_dir)
     return tuple(_images(builder, split, files.white, files.labels) for split in files.splits)
 
 
@@ -166,19 +162,25 @@ def training_digits(name, data_dir=None, manual_dir=None):
     order, as numpy arrays. The data set is prepared first if need be."""
     import tensorflow_datasets as tfds
 
-    source = _source(name)
-    if not source.digits:
+    if not _source(name).digits:
         raise ValueError(f"Dataset {name!r} keeps no digits of its own.")
-    check_directories(data_dir, manual_dir)
-    if manual_dir is None and name in BUNDLED_MNIST:
-        manual_dir = _bundled_mnist_dir()
-    builder = _prepared_builder(name, source, data_dir, manual_dir)
+    source, builder = _prepared(name, data_dir, manual_dir)
     examples = builder.as_dataset(split=source.splits[0], shuffle_files=False,
                                   decoders={"image": tfds.decode.SkipDecoding()})  # only the digits are read
     pairs = examples.map(lambda e: (e["digit"][..., 0], tf.cast(e["label"], tf.int64)),
                          num_parallel_calls=tf.data.AUTOTUNE)
     digits, labels = (np.concatenate(parts) for parts in zip(*pairs.batch(10_000).as_numpy_iterator()))
     return digits.astype(np.float32) / source.white, labels  # the only scaling (docs/paper.md pitfall 7)
+
+
+def _prepared(name, data_dir, manual_dir):
+    """(`_Source`, tfds builder) of data set `name`, prepared first if need be; the bundled MNIST
+    files are the manual_dir of the data sets built from them."""
+    check_directories(data_dir, manual_dir)
+    if manual_dir is None and name in BUNDLED_MNIST:
+        manual_dir = _bundled_mnist_dir()
+    source = _source(name)
+    return source, _prepared_builder(name, source, data_dir, manual_dir)
 
 
 def _bundled_mnist_dir():
